@@ -1,0 +1,265 @@
+"""One NNX decoder-only transformer for the Llama 2/3, Mistral and Qwen2/3 families.
+
+Shapes in names: B batch, T query length, S key length (cache size), D hidden, N query heads,
+K key/value heads, G = N // K heads per group, H head dim, F MLP width, V vocabulary, L layers.
+Every parameter carries logical axis names (`out_sharding` metadata) that sharding rules map to
+mesh axes; parameters are never sharded eagerly here, the train state decides placement.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax import struct
+
+from dft_jax.models import rope
+from dft_jax.models.config import ModelConfig, as_dtype
+
+_MASKED = -1e30  # finite, so a fully masked row (padding) gives a uniform softmax, not NaN
+_REMAT = {
+    "full": None,  # save nothing
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _param(rngs: nnx.Rngs, shape, dtype, names, stddev=0.02, value=None) -> nnx.Param:
+  if value is None:
+    value = stddev * jax.random.normal(rngs.params(), shape, dtype)
+  return nnx.Param(value, out_sharding=names, eager_sharding=False)
+
+
+def _ones(shape, dtype, names) -> nnx.Param:
+  return _param(None, shape, dtype, names, value=jnp.ones(shape, dtype))
+
+
+def _zeros(shape, dtype, names) -> nnx.Param:
+  return _param(None, shape, dtype, names, value=jnp.zeros(shape, dtype))
+
+
+@struct.dataclass
+class KVCache:
+  """Keys/values of every layer for slots [0, S), and the next free slot.
+
+  `segment_ids_BxS` marks which document each slot belongs to (0 = padding), so left-padded
+  prompts never attend to their padding.
+  """
+  k_LxBxSxKxH: jax.Array
+  v_LxBxSxKxH: jax.Array
+  segment_ids_BxS: jax.Array
+  index: jax.Array  # int32 scalar
+
+  @classmethod
+  def zeros(cls, cfg: ModelConfig, batch: int, size: int, dtype=None) -> "KVCache":
+    dtype = as_dtype(dtype or cfg.dtype)
+    shape = (cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim)
+    return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
+               jnp.zeros((batch, size), jnp.int32), jnp.zeros((), jnp.int32))
+
+  @property
+  def size(self) -> int:
+    return self.k_LxBxSxKxH.shape[2]
+
+
+class RMSNorm(nnx.Module):
+  """RMSNorm computed in float32, as the HF reference does."""
+
+  def __init__(self, dim: int, eps: float, cfg: ModelConfig, names=("norm",)):
+    self.eps = eps
+    self.dtype = as_dtype(cfg.dtype)
+    self.scale = _ones((dim,), as_dtype(cfg.param_dtype), names)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return x32.astype(self.dtype) * self.scale.value.astype(self.dtype)
+
+
+class Attention(nnx.Module):
+  """Grouped-query attention with optional q/k/v bias, q/k RMSNorm and a sliding window."""
+
+  def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
+    pd = as_dtype(cfg.param_dtype)
+    d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    self.cfg = cfg
+    self.window = cfg.window(layer)
+    self.q_DxNxH = _param(rngs, (d, n, h), pd, ("embed", "heads", "head_dim"))
+    self.k_DxKxH = _param(rngs, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+    self.v_DxKxH = _param(rngs, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+    self.o_NxHxD = _param(rngs, (n, h, d), pd, ("heads", "head_dim", "embed"))
+    if cfg.qkv_bias:
+      self.q_bias_NxH = _zeros((n, h), pd, ("heads", "head_dim"))
+      self.k_bias_KxH = _zeros((k, h), pd, ("kv_heads", "head_dim"))
+      self.v_bias_KxH = _zeros((k, h), pd, ("kv_heads", "head_dim"))
+    if cfg.o_bias:
+      self.o_bias_D = _zeros((d,), pd, ("embed",))
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
+      self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
+
+  def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, k_BxSxKxH=None, v_BxSxKxH=None,
+               index=None):
+    """Returns the attention output, and the layer's updated keys/values when given a cache."""
+    cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
+    w = lambda p: p.value.astype(dt)
+    q = jnp.einsum("btd,dnh->btnh", x_BxTxD, w(self.q_DxNxH))
+    k = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.k_DxKxH))
+    v = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.v_DxKxH))
+    if cfg.qkv_bias:
+      q, k, v = q + w(self.q_bias_NxH), k + w(self.k_bias_KxH), v + w(self.v_bias_KxH)
+    if cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = rope.apply(q, cos_BxTxH, sin_BxTxH)
+    k = rope.apply(k, cos_BxTxH, sin_BxTxH)
+    if k_BxSxKxH is not None:  # decoding: write this step's keys/values at `index`
+      k_BxSxKxH = jax.lax.dynamic_update_slice_in_dim(k_BxSxKxH, k.astype(k_BxSxKxH.dtype),
+                                                      index, axis=1)
+      v_BxSxKxH = jax.lax.dynamic_update_slice_in_dim(v_BxSxKxH, v.astype(v_BxSxKxH.dtype),
+                                                      index, axis=1)
+      k, v = k_BxSxKxH.astype(dt), v_BxSxKxH.astype(dt)
+    out_BxTxNxH = _attend(q, k, v, mask_BxTxS)
+    out_BxTxD = jnp.einsum("btnh,nhd->btd", out_BxTxNxH, w(self.o_NxHxD))
+    if cfg.o_bias:
+      out_BxTxD = out_BxTxD + w(self.o_bias_D)
+    return out_BxTxD, k_BxSxKxH, v_BxSxKxH
+
+
+def _attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS):
+  """Softmax attention in float32 logits; query heads grouped over the shared kv heads."""
+  b, t, n, h = q_BxTxNxH.shape
+  kv = k_BxSxKxH.shape[2]
+  q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kv, n // kv, h)
+  logits = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH,
+                      preferred_element_type=jnp.float32) * (h ** -0.5)
+  logits = jnp.where(mask_BxTxS[:, None, None], logits, _MASKED)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v_BxSxKxH.dtype)
+  out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH)
+  return out.reshape(b, t, n, h)
+
+
+class MLP(nnx.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    pd = as_dtype(cfg.param_dtype)
+    d, f = cfg.hidden_size, cfg.intermediate_size
+    self.dtype = as_dtype(cfg.dtype)
+    self.gate_DxF = _param(rngs, (d, f), pd, ("embed", "mlp"))
+    self.up_DxF = _param(rngs, (d, f), pd, ("embed", "mlp"))
+    self.down_FxD = _param(rngs, (f, d), pd, ("mlp", "embed"))
+    self.bias = cfg.mlp_bias
+    if cfg.mlp_bias:
+      self.gate_bias_F = _zeros((f,), pd, ("mlp",))
+      self.up_bias_F = _zeros((f,), pd, ("mlp",))
+      self.down_bias_D = _zeros((d,), pd, ("embed",))
+
+  def __call__(self, x_BxTxD):
+    w = lambda p: p.value.astype(self.dtype)
+    gate = x_BxTxD @ w(self.gate_DxF)
+    up = x_BxTxD @ w(self.up_DxF)
+    if self.bias:
+      gate, up = gate + w(self.gate_bias_F), up + w(self.up_bias_F)
+    out = (jax.nn.silu(gate) * up) @ w(self.down_FxD)
+    return out + w(self.down_bias_D) if self.bias else out
+
+
+class Block(nnx.Module):
+  """Pre-norm residual block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+  def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.attn = Attention(cfg, layer, rngs)
+    self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.mlp = MLP(cfg, rngs)
+
+  def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, k=None, v=None, index=None):
+    attn_out, k, v = self.attn(self.attn_norm(x_BxTxD), cos, sin, mask_BxTxS, k, v, index)
+    x_BxTxD = x_BxTxD + attn_out
+    x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+    return x_BxTxD, k, v
+
+
+def _block_apply(block, x, cos, sin, mask, k, v, index):
+  return block(x, cos, sin, mask, k, v, index)
+
+
+def attention_mask(q_slots_T, kv_slots_S, q_segments_BxT, kv_segments_BxS, window):
+  """Causal (by slot), same segment, and within `window` slots when one is set."""
+  causal_TxS = kv_slots_S[None, :] <= q_slots_T[:, None]
+  if window is not None:
+    causal_TxS &= (q_slots_T[:, None] - kv_slots_S[None, :]) < window
+  same_BxTxS = q_segments_BxT[:, :, None] == kv_segments_BxS[:, None, :]
+  return causal_TxS[None] & same_BxTxS
+
+
+def positions_from_segments(segment_ids_BxT: jax.Array) -> jax.Array:
+  """Position of each token within its segment (packed rows restart at 0 per document)."""
+  t = segment_ids_BxT.shape[1]
+  idx_BxT = jnp.broadcast_to(jnp.arange(t), segment_ids_BxT.shape)
+  starts = jnp.concatenate([jnp.ones_like(segment_ids_BxT[:, :1], bool),
+                            segment_ids_BxT[:, 1:] != segment_ids_BxT[:, :-1]], axis=1)
+  start_idx_BxT = jax.lax.cummax(jnp.where(starts, idx_BxT, 0), axis=1)
+  return idx_BxT - start_idx_BxT
+
+
+class Decoder(nnx.Module):
+  """Token ids [B, T] -> float32 logits [B, T, V]; with a KVCache, also the updated cache."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    pd = as_dtype(cfg.param_dtype)
+    self.cfg = cfg
+    self.embed_VxD = _param(rngs, (cfg.vocab_size, cfg.hidden_size), pd, ("vocab", "embed"))
+    self.layers = nnx.List([Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+    self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    if not cfg.tie_word_embeddings:
+      self.lm_head_DxV = _param(rngs, (cfg.hidden_size, cfg.vocab_size), pd, ("embed", "vocab"))
+
+  def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array | None = None,
+               segment_ids_BxT: jax.Array | None = None, cache: KVCache | None = None):
+    cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
+    b, t = tokens_BxT.shape
+    if segment_ids_BxT is None:
+      segment_ids_BxT = jnp.ones((b, t), jnp.int32)
+    start = jnp.zeros((), jnp.int32) if cache is None else cache.index
+    q_slots_T = start + jnp.arange(t, dtype=jnp.int32)
+    if positions_BxT is None:
+      positions_BxT = (positions_from_segments(segment_ids_BxT) if cache is None
+                       else jnp.broadcast_to(q_slots_T, (b, t)))
+    if cache is None:
+      kv_slots_S, kv_segments_BxS = q_slots_T, segment_ids_BxT
+    else:
+      kv_slots_S = jnp.arange(cache.size, dtype=jnp.int32)
+      kv_segments_BxS = jax.lax.dynamic_update_slice_in_dim(
+          cache.segment_ids_BxS, segment_ids_BxT.astype(jnp.int32), start, axis=1)
+    masks = {w: attention_mask(q_slots_T, kv_slots_S, segment_ids_BxT, kv_segments_BxS, w)
+             for w in set(cfg.window(i) for i in range(cfg.num_layers))}
+    cos, sin = rope.cos_sin(positions_BxT, cfg, dt)
+
+    block_fn = _block_apply
+    if cfg.remat_policy != "none":
+      block_fn = nnx.remat(_block_apply, policy=_REMAT[cfg.remat_policy])
+
+    x_BxTxD = jnp.take(self.embed_VxD.value, tokens_BxT, axis=0).astype(dt)
+    new_k, new_v = [], []
+    for i, block in enumerate(self.layers):
+      k = v = None
+      if cache is not None:
+        k, v = cache.k_LxBxSxKxH[i], cache.v_LxBxSxKxH[i]
+      x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start)
+      new_k.append(k)
+      new_v.append(v)
+    x_BxTxD = self.final_norm(x_BxTxD)
+    if cfg.tie_word_embeddings:
+      logits_BxTxV = jnp.einsum("btd,vd->btv", x_BxTxD, self.embed_VxD.value.astype(dt),
+                                preferred_element_type=jnp.float32)
+    else:
+      logits_BxTxV = jnp.einsum("btd,dv->btv", x_BxTxD, self.lm_head_DxV.value.astype(dt),
+                                preferred_element_type=jnp.float32)
+    if cache is None:
+      return logits_BxTxV
+    cache = KVCache(jnp.stack(new_k), jnp.stack(new_v), kv_segments_BxS, start + t)
+    return logits_BxTxV, cache
+
+  def init_cache(self, batch: int, size: int, dtype=None) -> KVCache:
+    return KVCache.zeros(self.cfg, batch, size, dtype)
