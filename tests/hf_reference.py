@@ -56,8 +56,10 @@ def logits(model, ids: np.ndarray) -> np.ndarray:
     return model(torch.from_numpy(np.asarray(ids, np.int64))).logits.float().numpy()
 
 
-def greedy(model, ids: np.ndarray, new_tokens: int) -> np.ndarray:
+def greedy(model, ids: np.ndarray, new_tokens: int, pad_id: int = 0) -> np.ndarray:
+  """HF greedy decoding, stopping at the config's EOS; finished rows padded with `pad_id`."""
   with torch.no_grad():
     out = model.generate(torch.from_numpy(np.asarray(ids, np.int64)), max_new_tokens=new_tokens,
-                         do_sample=False, min_new_tokens=new_tokens, pad_token_id=0)
-  return out[:, ids.shape[1]:].numpy()
+                         do_sample=False, pad_token_id=pad_id)
+  new = out[:, ids.shape[1]:].numpy()
+  return np.pad(new, ((0, 0), (0, new_tokens - new.shape[1])), constant_values=pad_id)

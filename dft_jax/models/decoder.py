@@ -24,6 +24,11 @@ _REMAT = {
 }
 
 
+def _lead(x: jax.Array, ndim: int) -> jax.Array:
+  """Adds leading unit axes so `x` broadcasts against an `ndim`-rank activation explicitly."""
+  return x.reshape((1,) * (ndim - x.ndim) + x.shape)
+
+
 def _param(rngs: nnx.Rngs, shape, dtype, names, stddev=0.02, value=None) -> nnx.Param:
   if value is None:
     value = stddev * jax.random.normal(rngs.params(), shape, dtype)
@@ -73,7 +78,7 @@ class RMSNorm(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return x32.astype(self.dtype) * self.scale.value.astype(self.dtype)
+    return x32.astype(self.dtype) * _lead(self.scale[...].astype(self.dtype), x.ndim)
 
 
 class Attention(nnx.Module):
@@ -102,12 +107,14 @@ class Attention(nnx.Module):
                index=None):
     """Returns the attention output, and the layer's updated keys/values when given a cache."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
-    w = lambda p: p.value.astype(dt)
+    w = lambda p: p[...].astype(dt)
     q = jnp.einsum("btd,dnh->btnh", x_BxTxD, w(self.q_DxNxH))
     k = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.k_DxKxH))
     v = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.v_DxKxH))
     if cfg.qkv_bias:
-      q, k, v = q + w(self.q_bias_NxH), k + w(self.k_bias_KxH), v + w(self.v_bias_KxH)
+      q = q + _lead(w(self.q_bias_NxH), 4)
+      k = k + _lead(w(self.k_bias_KxH), 4)
+      v = v + _lead(w(self.v_bias_KxH), 4)
     if cfg.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
     q = rope.apply(q, cos_BxTxH, sin_BxTxH)
@@ -121,7 +128,7 @@ class Attention(nnx.Module):
     out_BxTxNxH = _attend(q, k, v, mask_BxTxS)
     out_BxTxD = jnp.einsum("btnh,nhd->btd", out_BxTxNxH, w(self.o_NxHxD))
     if cfg.o_bias:
-      out_BxTxD = out_BxTxD + w(self.o_bias_D)
+      out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
     return out_BxTxD, k_BxSxKxH, v_BxSxKxH
 
 
@@ -155,13 +162,14 @@ class MLP(nnx.Module):
       self.down_bias_D = _zeros((d,), pd, ("embed",))
 
   def __call__(self, x_BxTxD):
-    w = lambda p: p.value.astype(self.dtype)
+    w = lambda p: p[...].astype(self.dtype)
+    bias = lambda p: _lead(w(p), 3)
     gate = x_BxTxD @ w(self.gate_DxF)
     up = x_BxTxD @ w(self.up_DxF)
     if self.bias:
-      gate, up = gate + w(self.gate_bias_F), up + w(self.up_bias_F)
+      gate, up = gate + bias(self.gate_bias_F), up + bias(self.up_bias_F)
     out = (jax.nn.silu(gate) * up) @ w(self.down_FxD)
-    return out + w(self.down_bias_D) if self.bias else out
+    return out + bias(self.down_bias_D) if self.bias else out
 
 
 class Block(nnx.Module):
@@ -240,7 +248,7 @@ class Decoder(nnx.Module):
     if cfg.remat_policy != "none":
       block_fn = nnx.remat(_block_apply, policy=_REMAT[cfg.remat_policy])
 
-    x_BxTxD = jnp.take(self.embed_VxD.value, tokens_BxT, axis=0).astype(dt)
+    x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
     new_k, new_v = [], []
     for i, block in enumerate(self.layers):
       k = v = None
@@ -251,10 +259,10 @@ class Decoder(nnx.Module):
       new_v.append(v)
     x_BxTxD = self.final_norm(x_BxTxD)
     if cfg.tie_word_embeddings:
-      logits_BxTxV = jnp.einsum("btd,vd->btv", x_BxTxD, self.embed_VxD.value.astype(dt),
+      logits_BxTxV = jnp.einsum("btd,vd->btv", x_BxTxD, self.embed_VxD[...].astype(dt),
                                 preferred_element_type=jnp.float32)
     else:
-      logits_BxTxV = jnp.einsum("btd,dv->btv", x_BxTxD, self.lm_head_DxV.value.astype(dt),
+      logits_BxTxV = jnp.einsum("btd,dv->btv", x_BxTxD, self.lm_head_DxV[...].astype(dt),
                                 preferred_element_type=jnp.float32)
     if cache is None:
       return logits_BxTxV

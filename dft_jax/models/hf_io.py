@@ -149,11 +149,11 @@ def from_pretrained(path: str | os.PathLike, dtype=None, param_dtype=None, *,
         handles[file] = safe_open(file, framework="numpy").__enter__()
       array = from_hf(handles[file].get_tensor(hf_name))
       variable = flat[state_path]
-      if array.shape != variable.value.shape:
+      if array.shape != variable.shape:
         raise CheckpointError(
             f"tensor {hf_name!r} has shape {tuple(handles[file].get_slice(hf_name).get_shape())}"
-            f", config.json implies {tuple(to_hf_shape(variable.value.shape, state_path, cfg))}")
-      variable.value = jnp.asarray(array, dtype=param_dtype)
+            f", config.json implies {tuple(to_hf_shape(variable.shape, state_path, cfg))}")
+      variable.set_value(jnp.asarray(array, dtype=param_dtype))
   finally:
     for h in handles.values():
       h.__exit__(None, None, None)
@@ -182,7 +182,7 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, *, dtype=None,
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   tensors = {}
   for hf_name, state_path, to_hf, _ in _tensor_map(cfg):
-    array = np.asarray(jax.device_get(flat[state_path].value.astype(dtype)))
+    array = np.asarray(jax.device_get(flat[state_path][...].astype(dtype)))
     tensors[hf_name] = np.ascontiguousarray(to_hf(array))
   shards = _split_into_shards(tensors, max_shard_bytes)
   for stale in os.listdir(path):

@@ -32,7 +32,7 @@ def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
 def cos_sin(positions_BxT: jax.Array, cfg: ModelConfig, dtype) -> tuple[jax.Array, jax.Array]:
   """cos, sin tables [B, T, head_dim], duplicated over the two halves as HF does."""
   inv_freq = jnp.asarray(inverse_frequencies(cfg))
-  angles_BxTxH2 = positions_BxT.astype(jnp.float32)[..., None] * inv_freq
+  angles_BxTxH2 = positions_BxT.astype(jnp.float32)[..., None] * inv_freq[None, None, :]
   angles_BxTxH = jnp.concatenate([angles_BxTxH2, angles_BxTxH2], axis=-1)
   return jnp.cos(angles_BxTxH).astype(dtype), jnp.sin(angles_BxTxH).astype(dtype)
 

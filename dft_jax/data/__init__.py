@@ -1,0 +1,1 @@
+"""Data: tokenizers (and, next, corpora and the grain pipeline)."""

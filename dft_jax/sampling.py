@@ -1,0 +1,109 @@
+"""Jit-compiled batched decoding with the KV cache: greedy, temperature, top-k, top-p, EOS.
+
+Prompts of different lengths are left-padded; `prompt_mask_BxP` marks real tokens. Padding gets
+segment id 0, so no real token ever attends to it. The random key of step i is
+`fold_in(rng, i)`, so any decoder that recomputes the full sequence draws the same tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from dft_jax.models.decoder import Decoder, KVCache
+
+
+class Samples(NamedTuple):
+  tokens_BxG: jax.Array   # generated tokens; after EOS, `pad_id`
+  valid_BxG: jax.Array    # True up to and including the first EOS
+
+
+def filter_logits(logits_BxV: jax.Array, temperature: float, top_k: int,
+                  top_p: float) -> jax.Array:
+  """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
+  logits_BxV = logits_BxV.astype(jnp.float32) / temperature
+  if top_k > 0:
+    kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+  if top_p < 1.0:
+    sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
+    probs_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
+    mass_before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV
+    # smallest logit still inside the nucleus (the top token is always kept)
+    keep_BxV = mass_before_BxV < top_p
+    threshold_Bx1 = jnp.min(jnp.where(keep_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
+    logits_BxV = jnp.where(logits_BxV < threshold_Bx1, -jnp.inf, logits_BxV)
+  return logits_BxV
+
+
+def choose(logits_BxV, rng, step, temperature: float, top_k: int, top_p: float) -> jax.Array:
+  """Next token ids [B] for one decoding step."""
+  if temperature == 0.0:
+    return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+  filtered = filter_logits(logits_BxV, temperature, top_k, top_p)
+  return jax.random.categorical(jax.random.fold_in(rng, step), filtered).astype(jnp.int32)
+
+
+def prompt_layout(prompt_mask_BxP: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Segment ids (1 real, 0 pad), positions, and each row's next position for left-padded
+  prompts."""
+  mask = prompt_mask_BxP.astype(jnp.int32)
+  positions_BxP = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+  return mask, positions_BxP, mask.sum(axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature",
+                                             "top_k", "top_p", "eos_ids", "pad_id"))
+def _generate(graphdef, state, prompt_BxP, prompt_mask_BxP, rng, *, max_new_tokens: int,
+              temperature: float, top_k: int, top_p: float, eos_ids: tuple[int, ...],
+              pad_id: int) -> Samples:
+  model = nnx.merge(graphdef, state)
+  b, p = prompt_BxP.shape
+  segments_BxP, positions_BxP, next_pos_B = prompt_layout(prompt_mask_BxP)
+  cache = KVCache.zeros(model.cfg, b, p + max_new_tokens)
+  logits, cache = model(prompt_BxP, positions_BxP, segments_BxP, cache=cache)
+  first_B = choose(logits[:, -1], rng, 0, temperature, top_k, top_p)
+  eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
+
+  def step(i, carry):
+    tokens_BxG, done_B, cache, last_B = carry
+    pos_Bx1 = (next_pos_B + i - 1)[:, None]
+    logits, cache = model(last_B[:, None], pos_Bx1, jnp.ones_like(pos_Bx1), cache=cache)
+    token_B = choose(logits[:, -1], rng, i, temperature, top_k, top_p)
+    token_B = jnp.where(done_B, pad_id, token_B)
+    done_B = done_B | jnp.isin(token_B, eos)
+    return tokens_BxG.at[:, i].set(token_B), done_B, cache, token_B
+
+  tokens_BxG = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first_B)
+  carry = (tokens_BxG, jnp.isin(first_B, eos), cache, first_B)
+  tokens_BxG, _, _, _ = jax.lax.fori_loop(1, max_new_tokens, step, carry)
+  is_eos_BxG = jnp.isin(tokens_BxG, eos)
+  eos_before_BxG = jnp.cumsum(is_eos_BxG, axis=1) - is_eos_BxG
+  return Samples(tokens_BxG, eos_before_BxG == 0)
+
+
+def generate(model: Decoder, prompt_BxP, *, max_new_tokens: int, prompt_mask_BxP=None,
+             rng: jax.Array | None = None, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, eos_id: int | tuple[int, ...] | None = None,
+             pad_id: int = 0) -> Samples:
+  """Samples `max_new_tokens` continuations of left-padded prompts (temperature 0: greedy)."""
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+    raise ValueError(f"bad sampling settings: temperature={temperature}, top_k={top_k}, "
+                     f"top_p={top_p}")
+  prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
+  if prompt_mask_BxP is None:
+    prompt_mask_BxP = jnp.ones_like(prompt_BxP)
+  if rng is None:
+    rng = jax.random.key(0)
+  eos_ids = () if eos_id is None else tuple(eos_id) if isinstance(eos_id, (tuple, list)) \
+      else (int(eos_id),)
+  graphdef, state = nnx.split(model)
+  return _generate(graphdef, state, prompt_BxP, jnp.asarray(prompt_mask_BxP), rng,
+                   max_new_tokens=max_new_tokens, temperature=float(temperature),
+                   top_k=int(top_k), top_p=float(top_p), eos_ids=eos_ids, pad_id=int(pad_id))
