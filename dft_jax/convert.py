@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.models import hf_io, native
@@ -49,6 +49,7 @@ def native_to_hf(src: str, dst: str, dtype: str | None = None,
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   src_hf, src_native = FLAGS["from-hf"].value, FLAGS["from"].value
   to_hf = FLAGS["to-hf"].value
   if bool(src_hf) == bool(src_native) or bool(src_hf) != bool(FLAGS.to) \

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 
+import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -54,11 +55,26 @@ def load(path: str | os.PathLike, *, return_config: bool = False, **overrides):
   cfg = load_config(path).replace(**overrides)
   graphdef, abstract_state = nnx.split(abstract_model(cfg))
   target = nnx.to_pure_dict(nnx.state(nnx.merge(graphdef, abstract_state), nnx.Param))
-  try:
-    restored = ocp.StandardCheckpointer().restore(os.path.join(path, PARAMS_DIR), target)
-  except (ValueError, KeyError, FileNotFoundError) as e:
-    raise CheckpointError(f"parameters in {path} do not match {CONFIG_FILE}: "
-                          f"{str(e).splitlines()[0]}") from None
+  checkpointer = ocp.StandardCheckpointer()
+  params_dir = os.path.join(path, PARAMS_DIR)
+  if not os.path.isdir(params_dir):
+    raise CheckpointError(f"no {PARAMS_DIR}/ in {path}")
+  _check_shapes(checkpointer.metadata(params_dir).item_metadata.tree, target, path)
+  restored = checkpointer.restore(params_dir, target)
   nnx.replace_by_pure_dict(abstract_state, restored)
   model = nnx.merge(graphdef, abstract_state)
   return (model, cfg) if return_config else model
+
+
+def _check_shapes(saved, target, path) -> None:
+  """Names the first parameter whose saved shape differs from the config's, before reading."""
+  def by_name(tree):
+    return {"/".join(str(getattr(k, "key", k)) for k in key): leaf.shape
+            for key, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  have = by_name(saved)
+  for name, shape in by_name(target).items():
+    if name not in have:
+      raise CheckpointError(f"parameter {name!r} is missing from {path}")
+    if tuple(have[name]) != tuple(shape):
+      raise CheckpointError(f"parameter {name!r} in {path} has shape {tuple(have[name])}, "
+                            f"{CONFIG_FILE} implies {tuple(shape)}")
