@@ -18,6 +18,7 @@ import glob
 import gzip
 import hashlib
 import html
+import io
 import json
 import os
 import re
@@ -34,7 +35,8 @@ _FRACTIONS = {"validation": 0.1, "test": 0.1}
 _MIN_CHARS = {"literary": 80, "aphorisms": 80}  # others: 200
 _GENSIM = "gensim==4.4.0"
 _LEE = "gensim/test/test_data/lee_background.cor"
-_ENWIKI = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+_ENWIKI = ("gensim/test/test_data/"
+           "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
 _LICENSES = "/usr/share/common-licenses"
 
 
@@ -108,7 +110,8 @@ def clean_wiki(text: str) -> str:
   text = re.sub(r"<[^<>]+>", "", text)  # other tags: keep their content
   text = re.sub(r"\[(?:https?:|ftp:)?//[^\s\]]+\s+([^\]]*)\]", r"\1", text)
   text = re.sub(r"\[(?:https?:|ftp:)?//[^\s\]]+\]", "", text)
-  text = _innermost(r"\[\[([^\[\]]*)\]\]", _wikilink, text)  # nested in captions
+  text = _drop_file_links(text)
+  text = _innermost(r"\[\[([^\[\]]*)\]\]", _wikilink, text)
   text = re.sub(r"'{2,}", "", text)
   text = re.sub(r"(?m)^\s*=+.*?=+\s*$", "", text)  # headings
   text = re.sub(r"__[A-Z]+__", "", text)
@@ -127,10 +130,38 @@ def _innermost(pattern: str, repl, text: str) -> str:
     text = new
 
 
+def _drop_file_links(text: str) -> str:
+  """Remove [[File:...]], [[Image:...]], [[Category:...]] up to their balanced closing `]]`.
+
+  Their captions may hold links and stray single brackets, so a regex cannot find the end.
+  """
+  out, pos = [], 0
+  for m in re.finditer(r"\[\[\s*(?:file|image|category|media)\s*:", text, flags=re.I):
+    if m.start() < pos:
+      continue  # inside one already dropped
+    out.append(text[pos:m.start()])
+    depth, single, i = 0, 0, m.start()  # single: open "[x" (in "[x]]]" its "]" comes first)
+    while i < len(text) and (depth or i == m.start()):
+      pair = text[i:i + 2]
+      if text[i] == "]" and single:
+        single, pair = single - 1, "]"
+      elif pair in ("[[", "]]"):
+        depth += 1 if pair == "[[" else -1
+      else:
+        single += text[i] == "["
+        pair = text[i]
+      i += len(pair)
+    if depth:  # never closed: drop only the rest of its line
+      i = text.find("\n", m.start()) % (len(text) + 1)
+    pos = i
+  return "".join(out) + text[pos:]
+
+
 def _wikilink(m: re.Match) -> str:
   target, _, label = m.group(1).partition("|")
   prefix = target.split(":", 1)[0].strip().lower() if ":" in target else ""
-  if prefix in ("file", "image", "category", "media") or re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", prefix):
+  interlanguage = re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", prefix)
+  if prefix in ("file", "image", "category", "media") or interlanguage:
     return ""  # files, categories, interlanguage links
   return (label.rsplit("|", 1)[-1] if label else target).strip()
 
@@ -183,9 +214,8 @@ def _pypi_archive(cache: str) -> str:
   pattern = os.path.join(cache, f"{name}-{version}*")
   if not glob.glob(pattern):
     os.makedirs(cache, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-           "-q", "-d", cache, _GENSIM]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = _run(sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
+             "-q", "-d", cache, _GENSIM)
     if r.returncode or not glob.glob(pattern):
       raise RuntimeError(f"pip download {_GENSIM} failed: {_last_line(r.stderr)}")
   return sorted(glob.glob(pattern))[0]
@@ -208,19 +238,22 @@ def _debian_files(package: str, paths: list[str], cache: str) -> tuple[list[str]
   debs = glob.glob(os.path.join(cache, f"{package}_*.deb"))
   if not debs:
     os.makedirs(cache, exist_ok=True)
-    run = lambda *c: subprocess.run(c, cwd=cache, capture_output=True, text=True)  # noqa: E731
-    r = run("apt-get", "download", package)
+    r = _run("apt-get", "download", package, cwd=cache)
     if r.returncode and os.geteuid() == 0:
-      run("apt-get", "update")
-      r = run("apt-get", "download", package)
+      _run("apt-get", "update")
+      r = _run("apt-get", "download", package, cwd=cache)
     debs = glob.glob(os.path.join(cache, f"{package}_*.deb"))
     if r.returncode or not debs:
       raise RuntimeError(f"apt-get download {package} failed: {_last_line(r.stderr)}")
-  r = subprocess.run(["dpkg-deb", "-x", debs[0], root], capture_output=True, text=True)
+  r = _run("dpkg-deb", "-x", debs[0], root)
   if r.returncode:
     raise RuntimeError(f"dpkg-deb -x {os.path.basename(debs[0])} failed: {_last_line(r.stderr)}")
   version = os.path.basename(debs[0]).split("_")[1].replace("%3a", ":")
   return [os.path.join(root, p.lstrip("/")) for p in paths], f"Debian {package} {version}"
+
+
+def _run(*cmd: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+  return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
 def _last_line(s: str) -> str:
@@ -238,28 +271,17 @@ def read_encyclopedia(cache: str) -> tuple[list[str], int, str]:
   """Main-namespace, non-redirect articles of a shortened English Wikipedia dump."""
   text, bad = decode(bz2.decompress(_member(_pypi_archive(os.path.join(cache, "pypi")), _ENWIKI)))
   docs = []
-  for _, el in ET.iterparse(_StrReader(text)):
+  for _, el in ET.iterparse(io.BytesIO(text.encode())):
     if el.tag.rsplit("}", 1)[-1] != "page":
       continue
     field = {c.tag.rsplit("}", 1)[-1]: c for c in el.iter()}
     ns = field["ns"].text if "ns" in field else "0"
     body = field["text"].text if "text" in field else None
-    if ns == "0" and "redirect" not in field and body and not body.lstrip().lower().startswith("#redirect"):
+    redirect = "redirect" in field or (body or "").lstrip().lower().startswith("#redirect")
+    if ns == "0" and body and not redirect:
       docs.append(clean_wiki(body))
     el.clear()
   return docs, bad, f"PyPI {_GENSIM}: {_ENWIKI}"
-
-
-class _StrReader:
-  """A file-like view of a str for `iterparse` (bytes re-encoded, so declared encodings hold)."""
-
-  def __init__(self, text: str):
-    self.data, self.pos = text.encode(), 0
-
-  def read(self, n: int = -1) -> bytes:
-    end = len(self.data) if n < 0 else self.pos + n
-    chunk, self.pos = self.data[self.pos:end], min(end, len(self.data))
-    return chunk
 
 
 def read_legal(cache: str) -> tuple[list[str], int, str]:
@@ -335,13 +357,18 @@ _READERS: dict[str, tuple[Callable, str]] = {
     "aphorisms": (read_aphorisms, "BSD-3-Clause (fortune-mod, per Debian fortunes-min copyright); "
                   "quotations from various authors"),
 }
+_NOMINAL_SOURCES = {
+    "news": f"PyPI {_GENSIM}: {_LEE}", "encyclopedia": f"PyPI {_GENSIM}: {_ENWIKI}",
+    "legal": f"Debian base-files: {_LICENSES}/*",
+    "literary": "Debian dict-devil: usr/share/dictd/devil.dict.dz",
+    "aphorisms": "Debian fortunes-min: usr/share/games/fortunes/{fortunes,literature,riddles}"}
 
 
 # ----------------------------------------------------------------------------- preparing
 
 def _write(path: str, content: str) -> None:
   tmp = path + ".tmp"
-  with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as f:
+  with open(tmp, "w", encoding="utf-8", newline="\n") as f:
     f.write(content)
   os.replace(tmp, path)
 
@@ -355,8 +382,9 @@ def _prepare_one(domain: str, root: str) -> dict:
     docs = dedup_filter(raw, _MIN_CHARS.get(domain, 200))
     splits = split_documents(docs)
   except Exception as e:  # noqa: BLE001 -- any failure makes the domain unavailable, with why
-    info = {"name": domain, "license": license_, "status": "unavailable", "documents": 0,
-            "bytes": 0, "error": _last_line(f"{type(e).__name__}: {e}")}
+    info = {"name": domain, "source": _NOMINAL_SOURCES[domain], "license": license_,
+            "status": "unavailable", "documents": 0, "bytes": 0,
+            "error": _last_line(f"{type(e).__name__}: {e}")}
     _write(os.path.join(out, "manifest.json"), json.dumps(info, indent=2) + "\n")
     return info
   sizes = {}
@@ -396,8 +424,8 @@ def manifest(domain: str, data_dir: str | None = None) -> dict:
   """The domain's manifest; status "missing" (and no sizes) when it was never prepared."""
   path = os.path.join(split_dir(domain, data_dir), "manifest.json")
   if not os.path.exists(path):
-    return {"name": domain, "license": _READERS[domain][1], "status": "missing",
-            "documents": 0, "bytes": 0}
+    return {"name": domain, "source": _NOMINAL_SOURCES[domain], "license": _READERS[domain][1],
+            "status": "missing", "documents": 0, "bytes": 0}
   with open(path, encoding="utf-8") as f:
     return json.load(f)
 
@@ -411,7 +439,8 @@ def load_split(domain: str, split: str, data_dir: str | None = None, *,
   if info["status"] != "ready" and prepare_if_missing:
     info = prepare([domain], data_dir)[domain]
   if info["status"] != "ready":
-    raise RuntimeError(f"corpus {domain!r} is {info['status']}: {info.get('error', 'not prepared')}")
+    why = info.get("error", "not prepared")
+    raise RuntimeError(f"corpus {domain!r} is {info['status']}: {why}")
   with open(os.path.join(split_dir(domain, data_dir), f"{split}.jsonl"), encoding="utf-8") as f:
     return [json.loads(line)["text"] for line in f]
 

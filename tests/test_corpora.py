@@ -1,0 +1,127 @@
+"""Embedded corpora: wiki cleaning, filtering, deterministic splits, and end-to-end preparation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dft_jax.data import corpora
+
+_WIKI = """{{Infobox person|name=Ada {{nowrap|Lovelace}}|born={{birth date|1815|12|10}}}}
+'''Augusta Ada King''' was an ''English'' [[mathematician]] and [[Writer (occupation)|writer]].<ref name="x">{{cite web|url=http://a.b}}</ref>
+== Early life ==
+She worked on [[Charles Babbage|Babbage]]'s [http://example.org Analytical Engine].<ref>Toole, p.&nbsp;5</ref>
+[[File:Ada.jpg|thumb|A portrait of [[Ada Lovelace|Ada]] [1840]]]
+{| class="wikitable"
+|-
+| cell {{flag|UK}} || {| inner |} more
+|}
+* Notes &amp; letters<br/>
+[[Category:Mathematicians]]
+"""
+
+
+def test_clean_wiki_strips_markup():
+  assert corpora.clean_wiki(_WIKI) == (
+      "Augusta Ada King was an English mathematician and writer.\n\n"
+      "She worked on Babbage's Analytical Engine.\n\n"
+      "Notes & letters")
+
+
+def test_normalize_and_reflow():
+  assert corpora.normalize("a  b\nc\n\n\n  d\t e ") == "a b c\n\nd e"
+  entry = "WORD, n.  A thing\nwrapped.\n\n    Verse one\n    verse two\n        G.J.\n"
+  assert corpora.normalize(corpora.reflow(entry), keep_lines=True) == (
+      "WORD, n. A thing wrapped.\n\nVerse one\nverse two\nG.J.")
+
+
+def test_dedup_and_short_filter():
+  docs = ["x" * 250, "short", "y" * 250, "x" * 250, "z" * 199]
+  assert corpora.dedup_filter(docs, 200) == ["x" * 250, "y" * 250]
+  assert corpora.dedup_filter(docs, 5) == ["x" * 250, "short", "y" * 250, "z" * 199]
+
+
+def test_replaced_characters_counted():
+  text, bad = corpora.decode(b"caf\xe9 \xff\xfe ok \xef\xbf\xbd")  # the last is a real U+FFFD
+  assert bad == 3 and text.startswith("caf\ufffd") and text.endswith("ok \ufffd")
+  assert corpora.decode("naïve".encode()) == ("naïve", 0)
+
+
+def test_split_is_deterministic_disjoint_and_proportioned():
+  docs = [f"document number {i}" for i in range(200)]
+  a, b = corpora.split_documents(docs), corpora.split_documents(list(reversed(docs)))
+  assert a == b
+  assert sorted(sum(a.values(), [])) == sorted(docs)
+  assert {k: len(v) for k, v in a.items()} == {"train": 160, "validation": 20, "test": 20}
+  small = corpora.split_documents(docs[:3])
+  assert all(len(small[s]) == 1 for s in corpora.SPLITS)
+  with pytest.raises(ValueError):
+    corpora.split_documents(docs[:2])
+
+
+def test_chunk_paragraphs_sizes():
+  text = "\n\n".join(f"{i} " + "w" * 400 for i in range(40))
+  chunks = corpora.chunk_paragraphs(text)
+  assert "\n\n".join(chunks) == text
+  assert all(1500 <= len(c) <= 3000 for c in chunks[:-1]) and len(chunks[-1]) >= 750
+
+
+def test_unknown_domain_and_split(tmp_path):
+  with pytest.raises(ValueError, match=r"unknown domain 'poetry'.*news.*legal"):
+    corpora.load_split("poetry", "train", str(tmp_path))
+  with pytest.raises(ValueError, match=r"unknown split 'dev'.*validation"):
+    corpora.load_split("legal", "dev", str(tmp_path))
+
+
+def _cli(*args, data_dir):
+  return subprocess.run([sys.executable, "-m", "dft_jax.data.corpora", *args,
+                         f"--data_dir={data_dir}"], capture_output=True, text=True, check=True)
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/common-licenses"), reason="not a Debian system")
+def test_prepare_legal_end_to_end(tmp_path):
+  info = corpora.prepare(["legal"], str(tmp_path))["legal"]
+  assert info == corpora.manifest("legal", str(tmp_path))
+  assert info["status"] == "ready" and info["name"] == "legal"
+  assert info["source"].startswith("Debian base-files") and "verbatim" in info["license"]
+  splits = {s: corpora.load_split("legal", s, str(tmp_path)) for s in corpora.SPLITS}
+  assert info["documents"] == sum(len(v) for v in splits.values()) >= 20
+  assert all(info["splits"][s]["documents"] == len(splits[s]) >= 1 for s in corpora.SPLITS)
+  assert info["bytes"] == sum(len(d.encode()) for v in splits.values() for d in v)
+  assert all(len(d) >= 200 and "  " not in d for v in splits.values() for d in v)
+  first = open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"), "rb").read()
+  corpora.prepare(["legal"], str(tmp_path), force=True)
+  assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
+              "rb").read() == first
+
+  rows = json.loads(_cli("list", "--json", data_dir=tmp_path).stdout.strip().splitlines()[-1])
+  assert [r["name"] for r in rows] == list(corpora.DOMAINS)
+  legal = rows[corpora.DOMAINS.index("legal")]
+  assert legal["documents"] == info["documents"] and legal["bytes"] == info["bytes"]
+  assert {"name", "documents", "bytes", "license", "source", "status"} <= set(legal)
+  assert all(r["documents"] == 0 for r in rows if r["name"] != "legal")
+
+
+def test_unavailable_domain_is_reported(tmp_path, monkeypatch):
+  def broken(cache):
+    raise RuntimeError("apt-get download dict-devil failed: no network")
+  monkeypatch.setitem(corpora._READERS, "literary", (broken, "public domain"))
+  info = corpora.prepare(["literary"], str(tmp_path))["literary"]
+  assert info["status"] == "unavailable" and "no network" in info["error"]
+  with pytest.raises(RuntimeError, match="unavailable"):
+    corpora.load_split("literary", "train", str(tmp_path))
+
+
+def test_prepare_news_end_to_end(tmp_path):
+  """Downloads the gensim wheel (~25 MB) from the package index; skipped when that fails."""
+  info = corpora.prepare(["news"], str(tmp_path))["news"]
+  if info["status"] != "ready":
+    pytest.skip(f"news unavailable: {info['error']}")
+  assert info["source"] == "PyPI gensim==4.4.0: gensim/test/test_data/lee_background.cor"
+  assert info["documents"] > 250 and "LGPL-2.1" in info["license"]
+  test = corpora.load_split("news", "test", str(tmp_path))
+  assert len(test) == info["splits"]["test"]["documents"]
