@@ -1,0 +1,35 @@
+"""Next-token cross-entropy over packed rows, honouring the loss mask."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def token_nll(logits_BxTxV: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
+  """Summed negative log-likelihood of the masked targets, and how many there are.
+
+  logits at t predict token t+1; `loss_mask[t+1]` says whether that target counts.
+  """
+  targets_BxT1 = batch["tokens"][:, 1:]
+  weights_BxT1 = batch["loss_mask"][:, 1:].astype(jnp.float32)
+  nll_BxT1 = optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxTxV[:, :-1].astype(jnp.float32), targets_BxT1)
+  return jnp.sum(nll_BxT1 * weights_BxT1), jnp.sum(weights_BxT1)
+
+
+def forward(model, batch: dict) -> jax.Array:
+  return model(batch["tokens"], batch["positions"], batch["segment_ids"])
+
+
+def make(loss_cfg, model_cfg):
+  del loss_cfg, model_cfg
+
+  def loss_fn(model, batch, rng):
+    del rng
+    total, count = token_nll(forward(model, batch), batch)
+    ce = total / jnp.maximum(count, 1.0)
+    return ce, {"ce": ce, "tokens": count}
+
+  return loss_fn

@@ -1,0 +1,1 @@
+"""Training: mesh and sharding rules, state, the jitted step, checkpoints, the loop."""

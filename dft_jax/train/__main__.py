@@ -1,0 +1,43 @@
+r"""python -m dft_jax.train --config=experiments/FILE.py[:args] --workdir=DIR [--config.k=v]
+
+Multi-host: on TPU pods / SLURM, `--distributed` calls jax.distributed.initialize() with the
+cluster's own settings; or give --coordinator_address, --num_processes and --process_id.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file[:args].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and config.json go.",
+                    required=True)
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
+flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  import jax
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  elif FLAGS.distributed:
+    jax.distributed.initialize()
+  from dft_jax.train import loop
+  if FLAGS.config is None:
+    sys.exit("train: error: --config is required")
+  try:
+    loop.train(FLAGS.config, FLAGS.workdir)
+  except (loop.TrainError, ValueError, FileNotFoundError) as e:
+    print(f"train: error: {e}", file=sys.stderr, flush=True)
+    os._exit(1)  # skip interpreter teardown of background checkpoint threads
+
+
+if __name__ == "__main__":
+  app.run(main)

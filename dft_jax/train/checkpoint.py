@@ -1,0 +1,113 @@
+"""orbax checkpoints of (train state, data iterator, config), and where a run starts from.
+
+Resume order: a checkpoint in the workdir -> `init_from` (HF directory, native model directory,
+or another run's workdir) -> scratch. Restores go against an abstract target that carries the
+new shardings, so a run saved on one mesh resumes on another. A checkpoint that fails to
+restore (half-written, corrupt) is reported and the previous one is tried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from dft_jax.models import hf_io, native
+from dft_jax.models.config import ModelConfig
+from dft_jax.models.hf_io import CheckpointError
+
+MODEL_CONFIG = native.CONFIG_FILE  # the run's model config, beside its checkpoints
+
+
+def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                               options=options, item_names=("state", "data", "config"))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, config: dict,
+         *, force: bool = False) -> None:
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=grain.checkpoint.CheckpointSave(data_iterator),
+      config=ocp.args.JsonSave(config)), force=force)
+
+
+def abstract_target(abstract_state, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract_state, shardings)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print):
+  """(state, step) from the newest checkpoint that restores; None if there is none."""
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target),
+          data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      return restored["state"], step
+    except Exception as e:  # orbax raises many types for damaged files
+      log(f"checkpoint at step {step} could not be restored ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:200]}); trying the previous one")
+  return None
+
+
+def restore_params(workdir: str, params_target):
+  """Only the params of another run's newest checkpoint (for init_from=<workdir>)."""
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                               item_names=("state", "data", "config"))
+  step = mngr.latest_step()
+  if step is None:
+    raise CheckpointError(f"init_from {workdir}: no checkpoint in {workdir}/checkpoints")
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(
+          item={"params": params_target},
+          restore_args=jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding),
+                                    {"params": params_target}),
+          partial_restore=True)))
+  return restored["state"]["params"]
+
+
+def init_kind(path: str) -> str:
+  """'native' | 'hf' | 'workdir' for an init_from path; a clear error otherwise."""
+  if not os.path.isdir(path):
+    raise CheckpointError(f"init_from {path!r} does not exist")
+  if os.path.isdir(os.path.join(path, "checkpoints")) and \
+      os.path.isfile(os.path.join(path, MODEL_CONFIG)):
+    return "workdir"
+  if native.is_native_dir(path):
+    return "native"
+  if os.path.isfile(os.path.join(path, "config.json")):
+    return "hf"
+  raise CheckpointError(f"init_from {path!r} is neither a Hugging Face directory (config.json + "
+                        "*.safetensors), a dft_jax model directory, nor a dft_jax workdir")
+
+
+def init_model_config(path: str, **numerics) -> ModelConfig:
+  kind = init_kind(path)
+  if kind == "hf":
+    from dft_jax.models import config as config_lib
+    return config_lib.load_hf_config(path, **numerics)
+  return native.load_config(path).replace(**numerics)
+
+
+def load_init_params(path: str, cfg: ModelConfig, params_target):
+  """Params of the model at `path`, checked against `cfg`, placed as `params_target` says."""
+  kind = init_kind(path)
+  if kind == "workdir":
+    return restore_params(path, params_target)
+  from flax import nnx
+  model = hf_io.from_pretrained(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype) \
+      if kind == "hf" else native.load(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+  if model.cfg.replace(remat_policy=cfg.remat_policy) != cfg:
+    raise CheckpointError(f"init_from {path!r} holds a different model than the config asks for")
+  return nnx.state(model, nnx.Param)
+
+
+def write_model_config(workdir: str, cfg: ModelConfig) -> None:
+  with open(os.path.join(workdir, MODEL_CONFIG), "w") as f:
+    json.dump(cfg.to_dict(), f, indent=2)

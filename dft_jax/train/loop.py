@@ -1,0 +1,273 @@
+"""The training loop: data, state, the jitted step, metrics one step late, eval, checkpoints,
+preemption (SIGTERM -> save at the next step boundary, exit 0) and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from dft_jax import losses
+from dft_jax.data import corpora, pipeline, sources
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.models.config import ModelConfig
+from dft_jax.train import checkpoint as ckpt_lib
+from dft_jax.train import mesh as mesh_lib
+from dft_jax.train import optimizer as optimizer_lib
+from dft_jax.train import state as state_lib
+from dft_jax.train import step as step_lib
+from dft_jax.train.metrics import MetricsWriter
+
+NUMERICS = ("dtype", "param_dtype", "remat_policy")
+
+
+class TrainError(RuntimeError):
+  """A run that cannot go on; the message says why and what was kept."""
+
+
+def log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+
+def check_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_probe_{jax.process_index()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise TrainError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
+
+
+def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
+  numerics = {k: config.model[k] for k in NUMERICS}
+  if config.init_from:
+    cfg = ckpt_lib.init_model_config(config.init_from, **numerics)
+    log(f"model: {cfg.model_type} from init_from={config.init_from} "
+        f"({cfg.num_params:,} parameters)")
+    return cfg
+  arch = {k: v for k, v in config.model.to_dict().items() if k not in NUMERICS}
+  return ModelConfig(**arch, **numerics)
+
+
+def tokenizer_for(config, workdir: str) -> tokenizer_lib.Tokenizer:
+  """The run's tokenizer, in this order: the workdir's (a resumed run), data.tokenizer,
+  init_from's, or a byte-level BPE trained once on data.tokenizer_corpus and cached."""
+  own = os.path.join(workdir, "tokenizer.json")
+  candidates = [own, config.data.tokenizer]
+  if config.init_from:
+    candidates.append(os.path.join(config.init_from, "tokenizer.json"))
+  for path in filter(None, candidates):
+    if os.path.isfile(path) or os.path.isdir(path):
+      tok = tokenizer_lib.load(path)
+      break
+  else:
+    if config.init_from or config.data.tokenizer:
+      raise TrainError(f"no tokenizer: {config.data.tokenizer or config.init_from} has no "
+                       "tokenizer.json")
+    vocab = config.model.vocab_size
+    key = f"bpe{vocab}-" + "-".join(sorted(config.data.tokenizer_corpus.split(",")))
+    cached = os.path.join(corpora.data_root(config.data.data_dir or None), "tokenizers",
+                          key + ".json")
+    if not os.path.isfile(cached):
+      log(f"tokenizer: training a {vocab}-token byte-level BPE on {config.data.tokenizer_corpus}")
+      docs = sources.documents(config.data.tokenizer_corpus, "train", config.data.data_dir)
+      tok = tokenizer_lib.train_byte_level_bpe((docs[i] for i in range(len(docs))), vocab)
+      os.makedirs(os.path.dirname(cached), exist_ok=True)
+      tok.save(cached)
+    tok = tokenizer_lib.load(cached)
+  if jax.process_index() == 0 and not os.path.isfile(own):
+    tok.save(own)
+  return tok
+
+
+def measured_peak_flops(n: int = 1024, repeats: int = 5) -> float:
+  """FLOP/s of a large f32 matmul on all local devices: the denominator of MFU."""
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    y = f(x)
+  y.block_until_ready()
+  per_device = 2 * n**3 * repeats / (time.perf_counter() - start)
+  return per_device * jax.device_count()
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+  """Training FLOPs per token: 6 x (non-embedding params + LM head) + attention scores
+  (12 x layers x seq_len x heads x head_dim, causal masking not discounted)."""
+  embed = cfg.vocab_size * cfg.hidden_size
+  non_embed = cfg.num_params - embed * (1 if cfg.tie_word_embeddings else 2)
+  return 6 * (non_embed + embed) + 12 * cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
+
+
+class Preemption:
+  """SIGTERM sets a flag; the loop saves at the next step boundary and exits cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def agreed(self) -> bool:
+    if jax.process_count() == 1:
+      return self.requested
+    flags = multihost_utils.process_allgather(np.asarray(self.requested))
+    return bool(np.any(flags))
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) training; returns the last validation metrics."""
+  workdir = os.path.abspath(workdir)
+  check_workdir(workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+  mesh = mesh_lib.make_mesh(config.mesh_shape)
+  cfg = model_config(config)
+  if not config.init_from:
+    log(f"model: fresh {cfg.model_type} from scratch ({cfg.num_params:,} parameters; "
+        "no init_from given)")
+  tok = tokenizer_for(config, workdir)
+  tok.check_fits(cfg.vocab_size)
+
+  data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size,
+                                     seed=config.seed, worker_count=config.data.worker_count)
+  data_dir = config.data.data_dir or None
+  train_docs = sources.documents(config.data.corpus, "train", data_dir)
+  val_docs = sources.documents(config.data.corpus, "validation", data_dir)
+  train_iter = iter(pipeline.make_dataset(train_docs, tok, data_cfg,
+                                          model_vocab_size=cfg.vocab_size))
+  log(f"data: {config.data.corpus}: {len(train_docs)} train / {len(val_docs)} validation "
+      f"documents; {config.batch_size} x {config.seq_len} tokens per step on mesh "
+      f"{dict(mesh.shape)}")
+
+  optim_cfg = ml_collections.ConfigDict(config.optim.to_dict())
+  optim_cfg.total_steps = config.total_steps
+  tx, lr_schedule = optimizer_lib.make(optim_cfg)
+  abstract = state_lib.abstract_state(cfg, tx, config.seed)
+  shardings = state_lib.shardings(abstract, mesh)
+  mngr = ckpt_lib.manager(workdir, config.keep_checkpoints, config.async_checkpointing)
+
+  restored = ckpt_lib.restore_latest(mngr, ckpt_lib.abstract_target(abstract, shardings),
+                                     train_iter, log)
+  if restored is not None:
+    state, start = restored
+    log(f"resumed from {workdir}/checkpoints at step {start}")
+  else:
+    params = None
+    if config.init_from:
+      params = ckpt_lib.load_init_params(config.init_from, cfg, ckpt_lib.abstract_target(
+          abstract.params, shardings.params))
+    state, _ = state_lib.create(cfg, tx, mesh, seed=config.seed, params=params)
+    start = 0
+  if jax.process_index() == 0:
+    ckpt_lib.write_model_config(workdir, cfg)
+
+  graphdef = state_lib.graphdef(cfg)
+  train_step = step_lib.jit_train_step(
+      mesh, shardings, graphdef=graphdef, loss_fn=losses.make(config.loss, cfg), tx=tx,
+      lr_schedule=lr_schedule, grad_accum_steps=config.optim.grad_accum_steps)
+  eval_step = step_lib.jit_eval_step(mesh, shardings, graphdef)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+
+  def evaluate(params, step):
+    it = iter(pipeline.make_dataset(val_docs, tok, data_cfg))
+    total = count = 0.0
+    for _ in range(config.eval_batches):
+      out = jax.device_get(eval_step(params, pipeline.to_global(next(it), batch_sharding)))
+      total, count = total + float(out["nll_sum"]), count + float(out["tokens"])
+    loss = total / max(count, 1.0)
+    result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": count}
+    log(f"validation: step {step} | loss {loss:.4f} | ppl {result['val_ppl']:.2f} | "
+        f"{int(count)} tokens of {config.data.corpus}")
+    return result
+
+  writer = MetricsWriter(workdir, resume_step=start)
+  preemption = Preemption()
+  config_dict = json.loads(config.to_json())
+  tokens_per_step = config.batch_size * config.seq_len
+  flops_per_step = flops_per_token(cfg, config.seq_len) * tokens_per_step
+  peak = measured_peak_flops()
+  pending = None          # (step, device metrics) of the step before: fetched one step late
+  window_start, window_steps = time.perf_counter(), 0
+  run_start, last_val = time.perf_counter(), {}
+
+  def report(step, metrics):
+    nonlocal window_start, window_steps
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if metrics.pop("finite") == 0.0:
+      if config.nan_policy == "stop":
+        raise TrainError(f"step {step}: loss is {metrics['loss']} (not finite); stopping. "
+                         f"Params are those of step {step - 1}; the last checkpoint is "
+                         f"{mngr.latest_step()}. Set nan_policy='skip' to skip such steps.")
+      log(f"step {step}: non-finite loss skipped (nan_policy=skip)")
+    if step % config.log_every == 0 or step == config.total_steps:
+      elapsed = time.perf_counter() - window_start
+      steps_per_s = window_steps / elapsed if elapsed > 0 else 0.0
+      metrics["tokens_per_s"] = steps_per_s * tokens_per_step
+      metrics["mfu"] = steps_per_s * flops_per_step / peak
+      writer.write(step, metrics)
+      eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
+      log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f} | "
+          f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
+          f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+      window_start, window_steps = time.perf_counter(), 0
+
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(start + 1, config.total_steps + 1):
+        batch = pipeline.to_global(next(train_iter), batch_sharding)
+        state, metrics = train_step(state, batch)
+        window_steps += 1
+        if pending is not None:
+          report(*pending)
+        pending = (step, metrics)
+        if step % config.eval_every == 0 or step % config.checkpoint_every == 0 \
+            or step == config.total_steps or preemption.agreed():
+          report(*pending)
+          pending = None
+          if step % config.eval_every == 0 or step == config.total_steps:
+            last_val = evaluate(state.params, step)
+            writer.write(step, last_val)
+          if step % config.checkpoint_every == 0 or step == config.total_steps:
+            ckpt_lib.save(mngr, step, state, train_iter, config_dict)
+          if preemption.agreed():
+            ckpt_lib.save(mngr, step, state, train_iter, config_dict, force=True)
+            mngr.wait_until_finished()
+            log(f"preempted: saved step {step} to {workdir}/checkpoints; rerun the same "
+                "command to resume")
+            return last_val
+      if pending is not None:
+        report(*pending)
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    preemption.restore()
+  log(f"done: {config.total_steps} steps in {time.perf_counter() - run_start:.1f}s; "
+      f"checkpoints in {workdir}/checkpoints")
+  return last_val

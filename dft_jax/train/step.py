@@ -1,0 +1,87 @@
+"""The pure train step `(state, batch) -> (state, metrics)` and the eval step.
+
+The loss is pluggable: `loss_fn(model, batch, rng) -> (loss, metrics)`. Gradient accumulation
+scans over microbatches inside the one jitted call. A step whose loss or gradient is not
+finite leaves params and optimizer state unchanged and reports `finite = 0`; the loop decides
+whether to stop or go on.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from dft_jax.losses import cross_entropy
+from dft_jax.train import mesh as mesh_lib
+from dft_jax.train.state import TrainState
+
+
+def _microbatches(batch: dict, count: int) -> dict:
+  def split(x):
+    if x.shape[0] % count:
+      raise ValueError(f"batch of {x.shape[0]} rows does not split into {count} microbatches")
+    return x.reshape(count, x.shape[0] // count, *x.shape[1:])
+  return jax.tree.map(split, batch)
+
+
+def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_schedule,
+               grad_accum_steps: int = 1):
+  step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+  def loss_of(params, microbatch, rng):
+    return loss_fn(nnx.merge(graphdef, params), microbatch, rng)
+
+  grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+  if grad_accum_steps == 1:
+    (loss, aux), grads = grad_fn(state.params, batch, step_rng)
+  else:
+    micro = _microbatches(batch, grad_accum_steps)
+
+    def body(carry, inputs):
+      mb, i = inputs
+      (l, a), g = grad_fn(state.params, mb, jax.random.fold_in(step_rng, i))
+      return jax.tree.map(jnp.add, carry, (l, a, g)), None
+
+    first = jax.tree.map(lambda x: x[0], micro)
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn, state.params, first, step_rng))
+    zeros = (zeros[0][0], zeros[0][1], zeros[1])
+    (loss, aux, grads), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
+    loss, aux, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, aux, grads))
+    if "tokens" in aux:
+      aux["tokens"] = aux["tokens"] * grad_accum_steps
+  grad_norm = optax.global_norm(grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                            opt_state=keep(opt_state, state.opt_state))
+  metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_schedule(state.step),
+             "finite": finite.astype(jnp.float32), **aux}
+  return new_state, metrics
+
+
+def eval_step(params, batch: dict, *, graphdef) -> dict:
+  total, count = cross_entropy.token_nll(cross_entropy.forward(nnx.merge(graphdef, params), batch),
+                                         batch)
+  return {"nll_sum": total, "tokens": count}
+
+
+def jit_train_step(mesh: Mesh, state_shardings: TrainState, **kwargs):
+  """`train_step` jitted with explicit shardings and the state donated."""
+  batch = mesh_lib.batch_sharding(mesh)
+  return jax.jit(functools.partial(train_step, **kwargs),
+                 in_shardings=(state_shardings, batch),
+                 out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
+                 donate_argnums=0)
+
+
+def jit_eval_step(mesh: Mesh, state_shardings: TrainState, graphdef):
+  return jax.jit(functools.partial(eval_step, graphdef=graphdef),
+                 in_shardings=(state_shardings.params, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.replicated(mesh))
