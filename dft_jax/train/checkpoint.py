@@ -43,8 +43,10 @@ def abstract_target(abstract_state, shardings):
 
 
 def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print):
-  """(state, step) from the newest checkpoint that restores; None if there is none."""
-  for step in sorted(mngr.all_steps(), reverse=True):
+  """(state, step) from the newest checkpoint that restores; None if there is none. If there
+  are checkpoints but none restores, that is an error: starting over would bury them."""
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for step in steps:
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target),
@@ -53,6 +55,9 @@ def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print
     except Exception as e:  # orbax raises many types for damaged files
       log(f"checkpoint at step {step} could not be restored ({type(e).__name__}: "
           f"{str(e).splitlines()[0][:200]}); trying the previous one")
+  if steps:
+    raise CheckpointError(f"none of the checkpoints {steps} in {mngr.directory} restores for "
+                          "this config (another model?); use a new workdir or fix the config")
   return None
 
 

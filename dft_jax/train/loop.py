@@ -213,11 +213,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   flops_per_step = flops_per_token(cfg, config.seq_len) * tokens_per_step
   peak = measured_peak_flops()
   pending = None          # (step, device metrics) of the step before: fetched one step late
-  window_start, window_steps = time.perf_counter(), 0
+  window_start, window_first = time.perf_counter(), start
   run_start, last_val = time.perf_counter(), {}
 
-  def report(step, metrics):
-    nonlocal window_start, window_steps
+  def report(step, metrics, extra=None):
+    """Checks finiteness; logs and writes one metrics row on log steps or with `extra`."""
+    nonlocal window_start, window_first
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if metrics.pop("finite") == 0.0:
       if config.nan_policy == "stop":
@@ -225,34 +226,34 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"Params are those of step {step - 1}; the last checkpoint is "
                          f"{mngr.latest_step()}. Set nan_policy='skip' to skip such steps.")
       log(f"step {step}: non-finite loss skipped (nan_policy=skip)")
-    if step % config.log_every == 0 or step == config.total_steps:
-      elapsed = time.perf_counter() - window_start
-      steps_per_s = window_steps / elapsed if elapsed > 0 else 0.0
-      metrics["tokens_per_s"] = steps_per_s * tokens_per_step
-      metrics["mfu"] = steps_per_s * flops_per_step / peak
-      writer.write(step, metrics)
-      eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
-      log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f} | "
-          f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
-          f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
-      window_start, window_steps = time.perf_counter(), 0
+    if step % config.log_every and step != config.total_steps and not extra:
+      return
+    elapsed = time.perf_counter() - window_start
+    steps_per_s = (step - window_first) / elapsed if elapsed > 0 else 0.0
+    metrics["tokens_per_s"] = steps_per_s * tokens_per_step
+    metrics["mfu"] = steps_per_s * flops_per_step / peak
+    writer.write(step, {**metrics, **(extra or {})})
+    eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
+    log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f} | "
+        f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
+        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+    window_start, window_first = time.perf_counter(), step
 
   try:
     with jax.set_mesh(mesh):
       for step in range(start + 1, config.total_steps + 1):
         batch = pipeline.to_global(next(train_iter), batch_sharding)
         state, metrics = train_step(state, batch)
-        window_steps += 1
         if pending is not None:
           report(*pending)
         pending = (step, metrics)
         if step % config.eval_every == 0 or step % config.checkpoint_every == 0 \
             or step == config.total_steps or preemption.agreed():
-          report(*pending)
-          pending = None
+          val = None
           if step % config.eval_every == 0 or step == config.total_steps:
-            last_val = evaluate(state.params, step)
-            writer.write(step, last_val)
+            val = last_val = evaluate(state.params, step)
+          report(*pending, extra=val)
+          pending = None
           if step % config.checkpoint_every == 0 or step == config.total_steps:
             ckpt_lib.save(mngr, step, state, train_iter, config_dict)
           if preemption.agreed():
