@@ -2,6 +2,7 @@ r"""Converts between Hugging Face checkpoint directories and native dft_jax mode
 
   python -m dft_jax.convert --from-hf HF_DIR --to OUT_DIR      # HF -> dft_jax (orbax)
   python -m dft_jax.convert --from DFT_DIR --to-hf OUT_DIR     # dft_jax -> HF (safetensors)
+  python -m dft_jax.convert --from WORKDIR --to-hf OUT_DIR     # a run's newest checkpoint -> HF
 
 `tokenizer.json` travels with the weights, checked against the model's vocabulary.
 """
@@ -20,7 +21,8 @@ from dft_jax.models import hf_io, native
 FLAGS = flags.FLAGS
 flags.DEFINE_string("from-hf", None, "Hugging Face checkpoint directory to read.")
 flags.DEFINE_string("to", None, "dft_jax model directory to write (with --from-hf).")
-flags.DEFINE_string("from", None, "dft_jax model directory to read (with --to-hf).")
+flags.DEFINE_string("from", None, "dft_jax model directory or training workdir to read "
+                    "(with --to-hf).")
 flags.DEFINE_string("to-hf", None, "Hugging Face directory to write (with --from).")
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16", "float16"],
                   "Storage dtype of the written weights (default: as read).")
@@ -42,7 +44,11 @@ def hf_to_native(src: str, dst: str, dtype: str | None = None) -> None:
 
 def native_to_hf(src: str, dst: str, dtype: str | None = None,
                  max_shard_bytes: int = 5 * 1024**3) -> None:
-  model = native.load(src)
+  from dft_jax.train import checkpoint
+  if checkpoint.init_kind(src) == "workdir":
+    model, _ = checkpoint.load_model(src)
+  else:
+    model = native.load(src)
   hf_io.save_pretrained(model, dst, dtype=dtype, max_shard_bytes=max_shard_bytes,
                         tokenizer_file=_tokenizer_file(src, model.cfg.vocab_size))
 

@@ -144,8 +144,9 @@ def _error_line(done):
 
 def test_bad_input_gets_one_clear_line(corpus, tmp_path):
   cmd = lambda *o: tu.command(tmp_path / "w", *corpus, *o)
-  assert "foo" in _error_line(tu.run(cmd("--config.foo=1")))
-  assert "total_steps" in _error_line(tu.run(cmd("--config.total_steps=abc")))
+  for flag, name in (("--config.foo=1", "foo"), ("--config.total_steps=abc", "total_steps")):
+    line = _error_line(tu.run(cmd(flag)))
+    assert line.startswith("train: error:") and name in line, line
   line = _error_line(tu.run(tu.command("/proc/not_writable", *corpus)))
   assert line.startswith("train: error: workdir '/proc/not_writable' is not writable")
   line = _error_line(tu.run(cmd("--config.init_from=/no/such/model")))
@@ -176,4 +177,24 @@ def test_init_from_incompatible_run_is_refused(corpus, tmp_path):
     json.dump(config, f)
   line = _error_line(tu.run(tu.command(tmp_path / "ft", *corpus,
                                        f"--config.init_from={base}")))
-  assert line.startswith("train: error:") and "hidden" not in line or "shape" in line
+  assert line.startswith("train: error: parameter ") and "has shape" in line, line
+
+
+def test_init_from_a_run_and_from_its_hf_export(corpus, tmp_path):
+  base = tmp_path / "base"
+  assert tu.run(tu.command(base, *corpus, "--config.total_steps=3")).returncode == 0
+  hf_dir = tmp_path / "hf"
+  done = tu.run([sys.executable, "-m", "dft_jax.convert", "--from", str(base), "--to-hf",
+                 str(hf_dir)])
+  assert done.returncode == 0, done.stderr[-2000:]
+  _, base_params = _final_params(base)
+  for source in (base, hf_dir):  # lr 0: the fine-tuned params are exactly the starting ones
+    ft = tmp_path / f"ft_{source.name}"
+    done = tu.run(tu.command(ft, *corpus, f"--config.init_from={source}",
+                             "--config.total_steps=1", "--config.optim.lr=0",
+                             "--config.optim.weight_decay=0"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"from init_from={source}" in done.stdout
+    _, ft_params = _final_params(ft)
+    for a, b in zip(jax.tree.leaves(base_params), jax.tree.leaves(ft_params)):
+      np.testing.assert_array_equal(a, b)

@@ -59,18 +59,21 @@ def load(path: str | os.PathLike, *, return_config: bool = False, **overrides):
   params_dir = os.path.join(path, PARAMS_DIR)
   if not os.path.isdir(params_dir):
     raise CheckpointError(f"no {PARAMS_DIR}/ in {path}")
-  _check_shapes(checkpointer.metadata(params_dir).item_metadata.tree, target, path)
+  check_shapes(checkpointer.metadata(params_dir).item_metadata.tree, target, path)
   restored = checkpointer.restore(params_dir, target)
   nnx.replace_by_pure_dict(abstract_state, restored)
   model = nnx.merge(graphdef, abstract_state)
   return (model, cfg) if return_config else model
 
 
-def _check_shapes(saved, target, path) -> None:
+def check_shapes(saved, target, path) -> None:
   """Names the first parameter whose saved shape differs from the config's, before reading."""
-  def by_name(tree):
-    return {"/".join(str(getattr(k, "key", k)) for k in key): leaf.shape
-            for key, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  def by_name(tree):  # path -> shape, whether leaves sit in nnx Variables (`.value`) or not
+    out = {}
+    for key, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      parts = [str(getattr(k, "key", getattr(k, "name", k))) for k in key]
+      out["/".join(p for p in parts if p != "value")] = leaf.shape
+    return out
   have = by_name(saved)
   for name, shape in by_name(target).items():
     if name not in have:

@@ -21,6 +21,16 @@ flags.DEFINE_integer("process_id", None, "This process's index (multi-process)."
 FLAGS = flags.FLAGS
 
 
+def parse_flags(argv):
+  """absl parsing, with a bad --config override reported in one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"train: error: {e}")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    sys.exit(f"train: error: bad --config override: {str(e).splitlines()[0]}")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -40,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

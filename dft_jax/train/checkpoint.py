@@ -12,6 +12,7 @@ import json
 import os
 
 import grain
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -68,6 +69,14 @@ def restore_params(workdir: str, params_target):
   step = mngr.latest_step()
   if step is None:
     raise CheckpointError(f"init_from {workdir}: no checkpoint in {workdir}/checkpoints")
+  where = os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # the item dir has no step metadata file; that is fine
+  try:
+    saved = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata.tree
+  finally:
+    logging.set_verbosity(verbosity)
+  native.check_shapes(saved["params"], params_target, where)
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(
           item={"params": params_target},
@@ -116,3 +125,14 @@ def load_init_params(path: str, cfg: ModelConfig, params_target):
 def write_model_config(workdir: str, cfg: ModelConfig) -> None:
   with open(os.path.join(workdir, MODEL_CONFIG), "w") as f:
     json.dump(cfg.to_dict(), f, indent=2)
+
+
+def load_model(workdir: str):
+  """The model of a run's newest checkpoint, on the default device (for export, sampling)."""
+  from flax import nnx
+  cfg = native.load_config(workdir)
+  graphdef, abstract = nnx.split(hf_io.abstract_model(cfg))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                        abstract)
+  return nnx.merge(graphdef, restore_params(workdir, target)), cfg

@@ -271,4 +271,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preemption.restore()
   log(f"done: {config.total_steps} steps in {time.perf_counter() - run_start:.1f}s; "
       f"checkpoints in {workdir}/checkpoints")
+  if last_val:
+    log(f"final validation: loss {last_val['val_loss']:.4f} | ppl {last_val['val_ppl']:.2f} on "
+        f"{config.data.corpus} (validation split, {int(last_val['val_tokens'])} tokens)")
   return last_val
