@@ -52,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"          # compute dtype; "bfloat16" keeps fp32 master weights
   c.model.param_dtype = "float32"
   c.model.remat_policy = "none"
+  c.model.lora_rank = 0              # > 0: train only LoRA adapters of this rank
+  c.model.lora_alpha = 16.0
+  c.model.lora_targets = ("q", "k", "v", "o")
 
   c.data = ml_collections.ConfigDict()
   c.data.corpus = "news"             # embedded domain(s), comma-separated | text dir | tfds:NAME

@@ -190,3 +190,20 @@ def test_top_k_and_top_p_filters_match_their_definitions():
     order = np.argsort(-probs)
     need = int(np.searchsorted(np.cumsum(probs[order]), p) + 1)  # smallest set with mass >= p
     assert set(np.flatnonzero(keep)) == set(order[:need])
+
+
+def test_lora_starts_as_the_base_and_merges_exactly():
+  from dft_jax.models.decoder import merge_lora
+  cfg = _config(lora_rank=3, lora_targets=("q", "k", "v", "o", "gate", "up", "down"))
+  model = Decoder(cfg, rngs=nnx.Rngs(0))
+  ids = _ids(2, 9)
+  adapters = nnx.to_flat_state(nnx.state(model, nnx.LoRAParam))
+  assert len(adapters) == 2 * 7 * 3  # (A, B) x 7 targets x 3 layers
+  for path, var in adapters:  # B = 0 at init, so the adapted model starts as the base
+    assert (path[-1].endswith("_lora_b")) == (not np.abs(np.asarray(var[...])).any())
+  base = merge_lora(model)
+  for path, var in adapters:
+    var.set_value(var[...] + 0.05)
+  adapted = np.asarray(forward(model, ids))
+  assert np.abs(adapted - np.asarray(forward(base, ids))).max() > 1e-3
+  np.testing.assert_allclose(np.asarray(forward(merge_lora(model), ids)), adapted, atol=1e-5)

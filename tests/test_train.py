@@ -198,3 +198,25 @@ def test_init_from_a_run_and_from_its_hf_export(corpus, tmp_path):
     _, ft_params = _final_params(ft)
     for a, b in zip(jax.tree.leaves(base_params), jax.tree.leaves(ft_params)):
       np.testing.assert_array_equal(a, b)
+
+
+def test_lora_trains_only_the_adapters(corpus, tmp_path):
+  base = tmp_path / "base"
+  assert tu.run(tu.command(base, *corpus, "--config.total_steps=3")).returncode == 0
+  ft = tmp_path / "lora"
+  done = tu.run(tu.command(ft, *corpus, f"--config.init_from={base}", "--config.total_steps=4",
+                           "--config.model.lora_rank=4",
+                           "--config.model.lora_targets=('q','v','down')"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "LoRA: rank 4 on q,v,down; base weights frozen" in done.stdout
+  import orbax.checkpoint as ocp
+  state = ocp.PyTreeCheckpointer().restore(str(ft / "checkpoints" / "4" / "state"))
+  _, base_params = _final_params(base)
+  for a, b in zip(jax.tree.leaves(base_params), jax.tree.leaves(state["frozen"])):
+    np.testing.assert_array_equal(a, b)
+  adapters = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+  assert len(adapters) == 2 * 3 * 2  # (A, B) x 3 targets x 2 layers
+  assert all(np.abs(x).max() > 0 for _, x in adapters)  # B starts at 0 and has moved
+  done = tu.run([sys.executable, "-m", "dft_jax.convert", "--from", str(ft), "--to-hf",
+                 str(tmp_path / "merged")])
+  assert done.returncode == 0, done.stderr[-2000:]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -69,6 +70,10 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # compute dtype
   remat_policy: str = "none"
+  # LoRA: rank 0 = off. Adapters W + (alpha / rank) * A @ B on the targeted projections.
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
 
   def __post_init__(self):
     if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -92,11 +97,17 @@ class ModelConfig:
                         f"expected one of {REMAT_POLICIES}")
     as_dtype(self.param_dtype)
     as_dtype(self.dtype)
+    if self.lora_rank < 0 or set(self.lora_targets) - set(LORA_TARGETS):
+      raise ConfigError(f"bad LoRA setting: rank {self.lora_rank}, targets {self.lora_targets}; "
+                        f"targets must come from {LORA_TARGETS}")
 
   def window(self, layer: int) -> int | None:
     return None if self.sliding_windows is None else self.sliding_windows[layer]
 
   def replace(self, **changes) -> "ModelConfig":
+    if isinstance(changes.get("lora_targets"), (list, str)):
+      targets = changes["lora_targets"]
+      changes["lora_targets"] = tuple(targets.split(",") if isinstance(targets, str) else targets)
     if isinstance(changes.get("rope_scaling"), dict):
       changes["rope_scaling"] = RopeScaling(**changes["rope_scaling"])
     for key in ("param_dtype", "dtype"):
@@ -123,6 +134,7 @@ class ModelConfig:
       out["sliding_windows"] = list(self.sliding_windows)
     if isinstance(self.eos_token_id, tuple):
       out["eos_token_id"] = list(self.eos_token_id)
+    out["lora_targets"] = list(self.lora_targets)
     return out
 
   @classmethod
@@ -138,6 +150,8 @@ class ModelConfig:
       d["sliding_windows"] = tuple(d["sliding_windows"])
     if isinstance(d.get("eos_token_id"), list):
       d["eos_token_id"] = tuple(d["eos_token_id"])
+    if isinstance(d.get("lora_targets"), list):
+      d["lora_targets"] = tuple(d["lora_targets"])
     return cls(**d)
 
 

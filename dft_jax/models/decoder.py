@@ -43,6 +43,35 @@ def _zeros(shape, dtype, names) -> nnx.Param:
   return _param(None, shape, dtype, names, value=jnp.zeros(shape, dtype))
 
 
+def _add_lora(module, name, in_shape, out_shape, in_names, out_names, cfg, rngs) -> None:
+  """Adapters for `name` when LoRA targets it: A [in..., r] random, B [r, out...] zero, so the
+  adapted model starts equal to the base."""
+  short = name.split("_")[0]
+  if cfg.lora_rank == 0 or short not in cfg.lora_targets:
+    return
+  pd, r = as_dtype(cfg.param_dtype), cfg.lora_rank
+  fan_in = 1
+  for d in in_shape:
+    fan_in *= d
+  a = jax.random.normal(rngs.params(), (*in_shape, r), pd) / jnp.sqrt(fan_in).astype(pd)
+  setattr(module, name + "_lora_a",
+          nnx.LoRAParam(a, out_sharding=(*in_names, "lora"), eager_sharding=False))
+  setattr(module, name + "_lora_b",
+          nnx.LoRAParam(jnp.zeros((r, *out_shape), pd), out_sharding=("lora", *out_names),
+                        eager_sharding=False))
+
+
+def _kernel(module, name, dt):
+  """The weight `name` in compute dtype, with its LoRA update folded in when it has one."""
+  kernel = getattr(module, name)[...].astype(dt)
+  a = getattr(module, name + "_lora_a", None)
+  if a is None:
+    return kernel
+  b = getattr(module, name + "_lora_b")
+  scale = module.cfg.lora_alpha / module.cfg.lora_rank
+  return kernel + scale * jnp.tensordot(a[...].astype(dt), b[...].astype(dt), axes=1)
+
+
 @struct.dataclass
 class KVCache:
   """Keys/values of every layer for slots [0, S), and the next free slot.
@@ -93,6 +122,10 @@ class Attention(nnx.Module):
     self.k_DxKxH = _param(rngs, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
     self.v_DxKxH = _param(rngs, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
     self.o_NxHxD = _param(rngs, (n, h, d), pd, ("heads", "head_dim", "embed"))
+    for name, heads, axis in (("q_DxNxH", n, "heads"), ("k_DxKxH", k, "kv_heads"),
+                              ("v_DxKxH", k, "kv_heads")):
+      _add_lora(self, name, (d,), (heads, h), ("embed",), (axis, "head_dim"), cfg, rngs)
+    _add_lora(self, "o_NxHxD", (n, h), (d,), ("heads", "head_dim"), ("embed",), cfg, rngs)
     if cfg.qkv_bias:
       self.q_bias_NxH = _zeros((n, h), pd, ("heads", "head_dim"))
       self.k_bias_KxH = _zeros((k, h), pd, ("kv_heads", "head_dim"))
@@ -108,9 +141,9 @@ class Attention(nnx.Module):
     """Returns the attention output, and the layer's updated keys/values when given a cache."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
     w = lambda p: p[...].astype(dt)
-    q = jnp.einsum("btd,dnh->btnh", x_BxTxD, w(self.q_DxNxH))
-    k = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.k_DxKxH))
-    v = jnp.einsum("btd,dkh->btkh", x_BxTxD, w(self.v_DxKxH))
+    q = jnp.einsum("btd,dnh->btnh", x_BxTxD, _kernel(self, "q_DxNxH", dt))
+    k = jnp.einsum("btd,dkh->btkh", x_BxTxD, _kernel(self, "k_DxKxH", dt))
+    v = jnp.einsum("btd,dkh->btkh", x_BxTxD, _kernel(self, "v_DxKxH", dt))
     if cfg.qkv_bias:
       q = q + _lead(w(self.q_bias_NxH), 4)
       k = k + _lead(w(self.k_bias_KxH), 4)
@@ -126,7 +159,7 @@ class Attention(nnx.Module):
                                                       index, axis=1)
       k, v = k_BxSxKxH.astype(dt), v_BxSxKxH.astype(dt)
     out_BxTxNxH = _attend(q, k, v, mask_BxTxS)
-    out_BxTxD = jnp.einsum("btnh,nhd->btd", out_BxTxNxH, w(self.o_NxHxD))
+    out_BxTxD = jnp.einsum("btnh,nhd->btd", out_BxTxNxH, _kernel(self, "o_NxHxD", dt))
     if cfg.o_bias:
       out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
     return out_BxTxD, k_BxSxKxH, v_BxSxKxH
@@ -151,10 +184,14 @@ class MLP(nnx.Module):
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     pd = as_dtype(cfg.param_dtype)
     d, f = cfg.hidden_size, cfg.intermediate_size
+    self.cfg = cfg
     self.dtype = as_dtype(cfg.dtype)
     self.gate_DxF = _param(rngs, (d, f), pd, ("embed", "mlp"))
     self.up_DxF = _param(rngs, (d, f), pd, ("embed", "mlp"))
     self.down_FxD = _param(rngs, (f, d), pd, ("mlp", "embed"))
+    _add_lora(self, "gate_DxF", (d,), (f,), ("embed",), ("mlp",), cfg, rngs)
+    _add_lora(self, "up_DxF", (d,), (f,), ("embed",), ("mlp",), cfg, rngs)
+    _add_lora(self, "down_FxD", (f,), (d,), ("mlp",), ("embed",), cfg, rngs)
     self.bias = cfg.mlp_bias
     if cfg.mlp_bias:
       self.gate_bias_F = _zeros((f,), pd, ("mlp",))
@@ -164,11 +201,11 @@ class MLP(nnx.Module):
   def __call__(self, x_BxTxD):
     w = lambda p: p[...].astype(self.dtype)
     bias = lambda p: _lead(w(p), 3)
-    gate = x_BxTxD @ w(self.gate_DxF)
-    up = x_BxTxD @ w(self.up_DxF)
+    gate = x_BxTxD @ _kernel(self, "gate_DxF", self.dtype)
+    up = x_BxTxD @ _kernel(self, "up_DxF", self.dtype)
     if self.bias:
       gate, up = gate + bias(self.gate_bias_F), up + bias(self.up_bias_F)
-    out = (jax.nn.silu(gate) * up) @ w(self.down_FxD)
+    out = (jax.nn.silu(gate) * up) @ _kernel(self, "down_FxD", self.dtype)
     return out + bias(self.down_bias_D) if self.bias else out
 
 
@@ -271,3 +308,17 @@ class Decoder(nnx.Module):
 
   def init_cache(self, batch: int, size: int, dtype=None) -> KVCache:
     return KVCache.zeros(self.cfg, batch, size, dtype)
+
+
+def merge_lora(model: Decoder) -> Decoder:
+  """The same function without adapters: each W + (alpha / r) * A @ B folded into W."""
+  if model.cfg.lora_rank == 0:
+    return model
+  cfg = model.cfg.replace(lora_rank=0)
+  graphdef, state = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
+  for path, var in nnx.to_flat_state(state):
+    owner = model
+    for p in path[:-1]:
+      owner = owner[p] if isinstance(p, int) else getattr(owner, p)
+    var.set_value(_kernel(owner, path[-1], var.dtype))
+  return nnx.merge(graphdef, state)

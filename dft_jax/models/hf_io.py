@@ -21,7 +21,7 @@ from safetensors.numpy import save_file
 
 from dft_jax.models import config as config_lib
 from dft_jax.models.config import ModelConfig, as_dtype
-from dft_jax.models.decoder import Decoder
+from dft_jax.models.decoder import Decoder, merge_lora
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -177,6 +177,7 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, *, dtype=None,
   `transformers.AutoModelForCausalLM.from_pretrained(path)`."""
   path = os.fspath(path)
   os.makedirs(path, exist_ok=True)
+  model = merge_lora(model)
   cfg = model.cfg
   dtype = as_dtype(dtype or cfg.param_dtype)
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))

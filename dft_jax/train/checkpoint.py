@@ -15,6 +15,7 @@ import grain
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
 from dft_jax.models import hf_io, native
 from dft_jax.models.config import ModelConfig
@@ -62,28 +63,43 @@ def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print
   return None
 
 
-def restore_params(workdir: str, params_target):
-  """Only the params of another run's newest checkpoint (for init_from=<workdir>)."""
+def restore_base_params(workdir: str, params_target):
+  """Params of another run's newest checkpoint as a model without adapters (LoRA merged),
+  placed as `params_target` (abstract Params with shardings) says."""
+  from dft_jax.models.decoder import merge_lora
+  from dft_jax.train import state as state_lib
   mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                item_names=("state", "data", "config"))
   step = mngr.latest_step()
   if step is None:
     raise CheckpointError(f"init_from {workdir}: no checkpoint in {workdir}/checkpoints")
   where = os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
+  cfg = native.load_config(workdir)
+  graph, trained, frozen = state_lib.split_params(hf_io.abstract_model(cfg))
+  if cfg.lora_rank == 0:  # restore straight into the target placement
+    trained = params_target
+  else:  # adapters are merged on the default device, then placed
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    place = lambda t: jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), t)
+    trained, frozen = place(trained), place(frozen)
+  item = {"params": trained, "frozen": frozen}
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)  # the item dir has no step metadata file; that is fine
   try:
     saved = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata.tree
   finally:
     logging.set_verbosity(verbosity)
-  native.check_shapes(saved["params"], params_target, where)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(
-          item={"params": params_target},
-          restore_args=jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding),
-                                    {"params": params_target}),
-          partial_restore=True)))
-  return restored["state"]["params"]
+  native.check_shapes({k: saved[k] for k in item}, item, where)
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=item, restore_args=jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding),
+                                           item),
+      partial_restore=True)))["state"]
+  if cfg.lora_rank == 0:
+    return restored["params"]
+  model = merge_lora(nnx.merge(graph, restored["params"], restored["frozen"]))
+  return jax.device_put(nnx.state(model, nnx.Param), jax.tree.map(lambda t: t.sharding,
+                                                                   params_target))
 
 
 def init_kind(path: str) -> str:
@@ -113,13 +129,13 @@ def load_init_params(path: str, cfg: ModelConfig, params_target):
   """Params of the model at `path`, checked against `cfg`, placed as `params_target` says."""
   kind = init_kind(path)
   if kind == "workdir":
-    return restore_params(path, params_target)
-  from flax import nnx
+    return restore_base_params(path, params_target)
   model = hf_io.from_pretrained(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype) \
       if kind == "hf" else native.load(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-  if model.cfg.replace(remat_policy=cfg.remat_policy) != cfg:
-    raise CheckpointError(f"init_from {path!r} holds a different model than the config asks for")
-  return nnx.state(model, nnx.Param)
+  from dft_jax.models.decoder import merge_lora
+  model = merge_lora(model)
+  return jax.device_put(nnx.state(model, nnx.Param),
+                        jax.tree.map(lambda t: t.sharding, params_target))
 
 
 def write_model_config(workdir: str, cfg: ModelConfig) -> None:
@@ -128,11 +144,10 @@ def write_model_config(workdir: str, cfg: ModelConfig) -> None:
 
 
 def load_model(workdir: str):
-  """The model of a run's newest checkpoint, on the default device (for export, sampling)."""
-  from flax import nnx
-  cfg = native.load_config(workdir)
+  """The model of a run's newest checkpoint (adapters merged), on the default device."""
+  cfg = native.load_config(workdir).replace(lora_rank=0)
   graphdef, abstract = nnx.split(hf_io.abstract_model(cfg))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                         abstract)
-  return nnx.merge(graphdef, restore_params(workdir, target)), cfg
+  return nnx.merge(graphdef, restore_base_params(workdir, target)), cfg

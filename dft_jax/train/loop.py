@@ -26,7 +26,8 @@ from dft_jax.train import state as state_lib
 from dft_jax.train import step as step_lib
 from dft_jax.train.metrics import MetricsWriter
 
-NUMERICS = ("dtype", "param_dtype", "remat_policy")
+# model fields that are training choices, applied on top of init_from's architecture
+NUMERICS = ("dtype", "param_dtype", "remat_policy", "lora_rank", "lora_alpha", "lora_targets")
 
 
 class TrainError(RuntimeError):
@@ -54,6 +55,7 @@ def check_workdir(workdir: str) -> None:
 
 def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
   numerics = {k: config.model[k] for k in NUMERICS}
+  numerics["lora_targets"] = tuple(numerics["lora_targets"])
   if config.init_from:
     cfg = ckpt_lib.init_model_config(config.init_from, **numerics)
     log(f"model: {cfg.model_type} from init_from={config.init_from} "
@@ -148,6 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f.write(config.to_json(indent=2))
   mesh = mesh_lib.make_mesh(config.mesh_shape)
   cfg = model_config(config)
+  if cfg.lora_rank:
+    log(f"LoRA: rank {cfg.lora_rank} on {','.join(cfg.lora_targets)}; base weights frozen")
   if not config.init_from:
     log(f"model: fresh {cfg.model_type} from scratch ({cfg.num_params:,} parameters; "
         "no init_from given)")
@@ -180,8 +184,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     params = None
     if config.init_from:
-      params = ckpt_lib.load_init_params(config.init_from, cfg, ckpt_lib.abstract_target(
-          abstract.params, shardings.params))
+      params = ckpt_lib.load_init_params(config.init_from, cfg,
+                                         state_lib.base_params_target(cfg, mesh))
     state, _ = state_lib.create(cfg, tx, mesh, seed=config.seed, params=params)
     start = 0
   if jax.process_index() == 0:
@@ -194,11 +198,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_step = step_lib.jit_eval_step(mesh, shardings, graphdef)
   batch_sharding = mesh_lib.batch_sharding(mesh)
 
-  def evaluate(params, step):
+  def evaluate(state, step):
     it = iter(pipeline.make_dataset(val_docs, tok, data_cfg))
     total = count = 0.0
     for _ in range(config.eval_batches):
-      out = jax.device_get(eval_step(params, pipeline.to_global(next(it), batch_sharding)))
+      out = jax.device_get(eval_step(state.params, state.frozen,
+                                     pipeline.to_global(next(it), batch_sharding)))
       total, count = total + float(out["nll_sum"]), count + float(out["tokens"])
     loss = total / max(count, 1.0)
     result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": count}
@@ -251,7 +256,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             or step == config.total_steps or preemption.agreed():
           val = None
           if step % config.eval_every == 0 or step == config.total_steps:
-            val = last_val = evaluate(state.params, step)
+            val = last_val = evaluate(state, step)
           report(*pending, extra=val)
           pending = None
           if step % config.checkpoint_every == 0 or step == config.total_steps:

@@ -18,7 +18,7 @@ BATCH = ("data", "fsdp")  # the batch dimension is split over both data-parallel
 # logical axis -> mesh axis (None: replicated). FSDP shards the embed dim of every weight.
 DEFAULT_RULES = (
     ("vocab", "tensor"), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
-    ("kv_heads", "tensor"), ("head_dim", None), ("norm", None),
+    ("kv_heads", "tensor"), ("head_dim", None), ("norm", None), ("lora", None),
 )
 
 

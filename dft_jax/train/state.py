@@ -3,7 +3,7 @@ axis rules -> `jax.jit(init, out_shardings=...)`. It never exists unsharded."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,24 +20,46 @@ from dft_jax.train import mesh as mesh_lib
 @struct.dataclass
 class TrainState:
   step: jax.Array       # int32 scalar: optimizer steps taken
-  params: Any           # nnx.State of the model's Params (logical axis names as metadata)
+  params: Any           # nnx.State of the trained Params (logical axis names as metadata)
+  frozen: Any           # nnx.State of Params held fixed (the base weights under LoRA; else empty)
   opt_state: Any
   rng: jax.Array        # raw uint32 key data (checkpoint-friendly); step keys are fold_in(step)
 
 
+def trainable_filter(cfg: ModelConfig):
+  return nnx.LoRAParam if cfg.lora_rank else nnx.Param
+
+
+def split_params(model: Decoder) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+  """(graphdef, trained params, frozen params): under LoRA only the adapters train."""
+  graph, trained, frozen = nnx.split(model, trainable_filter(model.cfg), nnx.Param)
+  return graph, trained, frozen
+
+
 def graphdef(cfg: ModelConfig) -> nnx.GraphDef:
-  return nnx.graphdef(abstract_model(cfg))
+  return split_params(abstract_model(cfg))[0]
 
 
-def _from_params(params, tx: optax.GradientTransformation, seed: int) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=jax.random.key_data(jax.random.key(seed)))
+def _init(cfg: ModelConfig, tx: optax.GradientTransformation, seed: int,
+          base_params=None) -> TrainState:
+  model = Decoder(cfg, rngs=nnx.Rngs(seed))
+  if base_params is not None:  # pretrained weights; LoRA adapters (if any) stay freshly made
+    nnx.update(model, base_params)
+  _, params, frozen = split_params(model)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen,
+                    opt_state=tx.init(params), rng=jax.random.key_data(jax.random.key(seed)))
 
 
 def abstract_state(cfg: ModelConfig, tx: optax.GradientTransformation, seed: int = 0):
-  def init():
-    return _from_params(nnx.state(Decoder(cfg, rngs=nnx.Rngs(seed)), nnx.Param), tx, seed)
-  return jax.eval_shape(init)
+  return jax.eval_shape(lambda: _init(cfg, tx, seed))
+
+
+def base_params_target(cfg: ModelConfig, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES):
+  """Abstract Params of the model without adapters, carrying their shardings on `mesh`."""
+  abstract = nnx.state(abstract_model(cfg.replace(lora_rank=0)), nnx.Param)
+  shardings = mesh_lib.logical_to_mesh(abstract, mesh, rules)
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
 
 
 def shardings(abstract: TrainState, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES) -> TrainState:
@@ -46,20 +68,17 @@ def shardings(abstract: TrainState, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES) ->
 
 def create(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh, *, seed: int = 0,
            rules=mesh_lib.DEFAULT_RULES, params=None) -> tuple[TrainState, TrainState]:
-  """A fresh state (random init, or the given params), placed by `rules`; and its shardings."""
+  """A fresh state, placed by `rules`, and its shardings. `params`: pretrained base weights
+  (an nnx.State of Params, already placed), else random init."""
   abstract = abstract_state(cfg, tx, seed)
   out = shardings(abstract, mesh, rules)
   with jax.set_mesh(mesh):
     if params is None:
-      init: Callable = lambda: _from_params(
-          nnx.state(Decoder(cfg, rngs=nnx.Rngs(seed)), nnx.Param), tx, seed)
-      state = jax.jit(init, out_shardings=out)()
+      state = jax.jit(lambda: _init(cfg, tx, seed), out_shardings=out)()
     else:
-      params = jax.device_put(params, out.params)
-      state = jax.jit(lambda p: _from_params(p, tx, seed), in_shardings=(out.params,),
-                      out_shardings=out)(params)
+      state = jax.jit(lambda p: _init(cfg, tx, seed, p), out_shardings=out)(params)
   return state, out
 
 
-def model_of(state_params, cfg_graphdef: nnx.GraphDef) -> Decoder:
-  return nnx.merge(cfg_graphdef, state_params)
+def model_of(state: TrainState, graph: nnx.GraphDef) -> Decoder:
+  return nnx.merge(graph, state.params, state.frozen)

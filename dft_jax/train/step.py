@@ -34,7 +34,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_sche
   step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
   def loss_of(params, microbatch, rng):
-    return loss_fn(nnx.merge(graphdef, params), microbatch, rng)
+    return loss_fn(nnx.merge(graphdef, params, state.frozen), microbatch, rng)
 
   grad_fn = jax.value_and_grad(loss_of, has_aux=True)
   if grad_accum_steps == 1:
@@ -66,9 +66,9 @@ def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_sche
   return new_state, metrics
 
 
-def eval_step(params, batch: dict, *, graphdef) -> dict:
-  total, count = cross_entropy.token_nll(cross_entropy.forward(nnx.merge(graphdef, params), batch),
-                                         batch)
+def eval_step(params, frozen, batch: dict, *, graphdef) -> dict:
+  model = nnx.merge(graphdef, params, frozen)
+  total, count = cross_entropy.token_nll(cross_entropy.forward(model, batch), batch)
   return {"nll_sum": total, "tokens": count}
 
 
@@ -83,5 +83,6 @@ def jit_train_step(mesh: Mesh, state_shardings: TrainState, **kwargs):
 
 def jit_eval_step(mesh: Mesh, state_shardings: TrainState, graphdef):
   return jax.jit(functools.partial(eval_step, graphdef=graphdef),
-                 in_shardings=(state_shardings.params, mesh_lib.batch_sharding(mesh)),
+                 in_shardings=(state_shardings.params, state_shardings.frozen,
+                               mesh_lib.batch_sharding(mesh)),
                  out_shardings=mesh_lib.replicated(mesh))
