@@ -1,0 +1,66 @@
+"""Divergences: first variations against finite differences; Sinkhorn's basic properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dft_jax.losses import divergences as D
+
+jax.config.update("jax_enable_x64", False)
+
+
+def _clouds(n=12, m=20, f=5, shift=0.7, seed=0):
+  rng = np.random.RandomState(seed)
+  return (jnp.asarray(rng.randn(n, f) + shift, jnp.float32),
+          jnp.asarray(rng.randn(m, f), jnp.float32))
+
+
+@pytest.mark.parametrize("name", ["sinkhorn", "mmd", "energy"])
+def test_first_variation_equals_finite_difference(name):
+  x, y = _clouds()
+  kwargs = dict(epsilon=0.1, threshold=1e-7, max_iterations=5000) if name == "sinkhorn" else {}
+  fn = getattr(D, name)
+  n = x.shape[0]
+  a = jnp.full((n,), 1.0 / n)
+  _, c = fn(x, y, a_N=a, **kwargs)
+  h = 1e-3
+  for i in (0, 5, 11):
+    e = jnp.zeros(n).at[i].set(1.0)
+    plus = fn(x, y, a_N=(1 - h) * a + h * e, **kwargs)[0]
+    minus = fn(x, y, a_N=(1 + h) * a - h * e, **kwargs)[0]
+    fd = (plus - minus) / (2 * h)
+    assert abs(float(c[i]) - float(fd)) <= 2e-2 * max(1.0, abs(float(fd))), (i, c[i], fd)
+  assert abs(float(jnp.dot(c, a))) < 1e-5  # centred
+
+
+def test_sinkhorn_zero_on_identical_clouds_and_symmetric():
+  x, y = _clouds()
+  same, _ = D.sinkhorn(x, x)
+  assert abs(float(same)) < 1e-4
+  xy, _ = D.sinkhorn(x, y, threshold=1e-6, max_iterations=2000)
+  yx, _ = D.sinkhorn(y, x, threshold=1e-6, max_iterations=2000)
+  assert float(xy) > 0.1 and abs(float(xy) - float(yx)) < 1e-3 * float(xy)
+
+
+@pytest.mark.parametrize("case", ["identical", "duplicated", "far"])
+def test_sinkhorn_gradients_are_finite_at_small_epsilon(case):
+  x, y = _clouds()
+  if case == "identical":
+    y = x
+  elif case == "duplicated":
+    x = jnp.concatenate([x[:3]] * 4)
+  else:
+    x = x + 1e3
+  grad = jax.grad(lambda p: D.sinkhorn(p, y, epsilon=1e-3)[0])(x)
+  value, c = D.sinkhorn(x, y, epsilon=1e-3)
+  assert np.isfinite(np.asarray(grad)).all() and np.isfinite(float(value))
+  assert np.isfinite(np.asarray(c)).all()
+
+
+def test_mmd_and_energy_near_zero_for_same_law_and_positive_apart():
+  rng = np.random.RandomState(1)
+  x, y = jnp.asarray(rng.randn(200, 4)), jnp.asarray(rng.randn(200, 4))
+  for fn in (D.mmd, D.energy):
+    assert abs(float(fn(x, y)[0])) < 0.02
+    assert float(fn(x + 2.0, y)[0]) > 0.3
