@@ -56,12 +56,10 @@ def prompt_layout(prompt_mask_BxP: jax.Array) -> tuple[jax.Array, jax.Array, jax
   return mask, positions_BxP, mask.sum(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature",
-                                             "top_k", "top_p", "eos_ids", "pad_id"))
-def _generate(graphdef, state, prompt_BxP, prompt_mask_BxP, rng, *, max_new_tokens: int,
-              temperature: float, top_k: int, top_p: float, eos_ids: tuple[int, ...],
-              pad_id: int) -> Samples:
-  model = nnx.merge(graphdef, state)
+def decode(model: Decoder, prompt_BxP, prompt_mask_BxP, rng, *, max_new_tokens: int,
+           temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+           eos_ids: tuple[int, ...] = (), pad_id: int = 0) -> Samples:
+  """Traceable decoding loop (prefill, then one token at a time); call it under jit."""
   b, p = prompt_BxP.shape
   segments_BxP, positions_BxP, next_pos_B = prompt_layout(prompt_mask_BxP)
   cache = KVCache.zeros(model.cfg, b, p + max_new_tokens)
@@ -84,6 +82,12 @@ def _generate(graphdef, state, prompt_BxP, prompt_mask_BxP, rng, *, max_new_toke
   is_eos_BxG = jnp.isin(tokens_BxG, eos)
   eos_before_BxG = jnp.cumsum(is_eos_BxG, axis=1) - is_eos_BxG
   return Samples(tokens_BxG, eos_before_BxG == 0)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature",
+                                             "top_k", "top_p", "eos_ids", "pad_id"))
+def _generate(graphdef, state, prompt_BxP, prompt_mask_BxP, rng, **kwargs) -> Samples:
+  return decode(nnx.merge(graphdef, state), prompt_BxP, prompt_mask_BxP, rng, **kwargs)
 
 
 def generate(model: Decoder, prompt_BxP, *, max_new_tokens: int, prompt_mask_BxP=None,

@@ -35,7 +35,9 @@ FLAGS = flags.FLAGS
 def _tiny_setup():
   config = pretrain_tiny.get_config()
   cfg = ModelConfig(**{k: v for k, v in config.model.to_dict().items()})
-  tok = loop.tokenizer_for(config, workdir=os.path.join("/tmp", "dft_bench"))
+  workdir = os.path.join("/tmp", "dft_bench")
+  os.makedirs(workdir, exist_ok=True)
+  tok = loop.tokenizer_for(config, workdir)
   return config, cfg, tok
 
 
@@ -58,7 +60,8 @@ def _train_step_tokens_per_s(config, cfg, tok, batches):
   mesh = mesh_lib.make_mesh((-1, 1, 1))
   state, shardings = state_lib.create(cfg, tx, mesh)
   step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(cfg),
-                                 loss_fn=losses.make(config.loss, cfg), tx=tx, lr_schedule=lr)
+                                 loss_fn=losses.make(config.loss, cfg, losses.Context(tok, config.data.corpus)),
+                                 tx=tx, lr_schedule=lr)
   docs = sources.documents(config.data.corpus, "train")
   data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size)
   batch = pipeline.to_global(next(iter(pipeline.make_dataset(docs, tok, data_cfg))),

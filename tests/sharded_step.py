@@ -32,15 +32,29 @@ def global_batch(rows=8, length=16):
           "loss_mask": (np.arange(length)[None] % 10 != 0).repeat(rows, 0).astype(np.float32)}
 
 
-def one_step(mesh_shape, grad_accum_steps=1, devices=None):
+def _loss(name, workdir):
+  if name == "ce":
+    return losses.make(ml_collections.ConfigDict({"name": "ce"}), CFG), global_batch()
+  import dft_setup
+  from dft_jax import stats as stats_lib
+  tok = dft_setup.tokenizer()
+  docs = dft_setup.short_sentence_docs()
+  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=128), workdir + "/s.npz")
+  cfg = dft_setup.loss_config(workdir + "/s.npz", dist_batch=8, ce_weight=1.0,
+                              divergence=name.split("-")[1])
+  return (losses.make(cfg, CFG, losses.Context(tok)),
+          dft_setup.batch(tok, docs, rows=8, length=16))
+
+
+def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
+  import tempfile
+  loss_fn, batch = _loss(loss, tempfile.mkdtemp())
   tx, lr = optimizer.make(OPTIM)
   mesh = mesh_lib.make_mesh(mesh_shape, devices)
   state, shardings = state_lib.create(CFG, tx, mesh, seed=0)
   step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(CFG),
-                                 loss_fn=losses.make(ml_collections.ConfigDict({"name": "ce"}),
-                                                     CFG),
-                                 tx=tx, lr_schedule=lr, grad_accum_steps=grad_accum_steps)
-  batch = global_batch()
+                                 loss_fn=loss_fn, tx=tx, lr_schedule=lr,
+                                 grad_accum_steps=grad_accum_steps)
   rows = batch["tokens"].shape[0] // jax.process_count()
   local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
            for k, v in batch.items()}
@@ -48,13 +62,15 @@ def one_step(mesh_shape, grad_accum_steps=1, devices=None):
     state, metrics = step(state, pipeline.to_global(local, mesh_lib.batch_sharding(mesh)))
   gather = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)).tolist()
   params = [gather(x) for x in jax.tree.leaves(state.params)]
-  return {"loss": float(metrics["loss"]), "params": params}
+  return {"loss": float(metrics["loss"]), "params": params,
+          "dist": float(metrics.get("dist", 0.0))}
 
 
 if __name__ == "__main__":
   parser = argparse.ArgumentParser()
   parser.add_argument("--meshes", default="1,1,1")
   parser.add_argument("--grad_accum", type=int, default=1)
+  parser.add_argument("--loss", default="ce", help="ce | dft-sinkhorn | dft-mmd")
   parser.add_argument("--coordinator", default=None)
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
@@ -67,6 +83,6 @@ if __name__ == "__main__":
     shape = tuple(int(s) for s in spec.split(","))
     n = int(np.prod([s for s in shape if s > 0]))
     devices = jax.devices()[:n] if -1 not in shape else None
-    out[spec] = one_step(shape, args.grad_accum, devices)
+    out[spec] = one_step(shape, args.grad_accum, devices, args.loss)
   if jax.process_index() == 0:
     print("RESULT " + json.dumps(out))

@@ -1,21 +1,26 @@
-"""Training objectives. Each is `loss_fn(model, batch, rng) -> (loss, metrics)`, picked by
+"""Training objectives. Each is `loss_fn(model, batch, rng, step) -> (loss, metrics)`, picked by
 `config.loss.name` through `make`."""
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
-from dft_jax.losses import cross_entropy
-
-LossFn = Callable  # (model, batch, rng) -> (scalar loss, dict of scalar metrics)
-
-_REGISTRY = {
-    "ce": cross_entropy.make,
-}
+LossFn = Callable  # (model, batch, rng, step) -> (scalar loss, dict of scalar metrics)
 
 
-def make(loss_cfg, model_cfg) -> LossFn:
+@dataclasses.dataclass
+class Context:
+  """What some objectives need beyond the configs: the run's tokenizer and data."""
+  tokenizer: Any = None
+  corpus: str = ""
+  data_dir: str | None = None
+
+
+def make(loss_cfg, model_cfg, context: Context | None = None) -> LossFn:
+  from dft_jax.losses import cross_entropy, dft
+  registry = {"ce": cross_entropy.make, "dft": dft.make}
   name = loss_cfg.name
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown loss.name {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-  return _REGISTRY[name](loss_cfg, model_cfg)
+  if name not in registry:
+    raise ValueError(f"unknown loss.name {name!r}; available: {', '.join(sorted(registry))}")
+  return registry[name](loss_cfg, model_cfg, context or Context())

@@ -23,13 +23,17 @@ def forward(model, batch: dict) -> jax.Array:
   return model(batch["tokens"], batch["positions"], batch["segment_ids"])
 
 
-def make(loss_cfg, model_cfg):
-  del loss_cfg, model_cfg
+def mean_nll(logits_BxTxV, batch) -> tuple[jax.Array, dict]:
+  total, count = token_nll(logits_BxTxV, batch)
+  ce = total / jnp.maximum(count, 1.0)
+  return ce, {"ce": ce, "tokens": count}
 
-  def loss_fn(model, batch, rng):
-    del rng
-    total, count = token_nll(forward(model, batch), batch)
-    ce = total / jnp.maximum(count, 1.0)
-    return ce, {"ce": ce, "tokens": count}
+
+def make(loss_cfg, model_cfg, context):
+  del loss_cfg, model_cfg, context
+
+  def loss_fn(model, batch, rng, step):
+    del rng, step
+    return mean_nll(forward(model, batch), batch)
 
   return loss_fn

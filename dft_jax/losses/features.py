@@ -64,8 +64,12 @@ def rank_bins(unigram_counts: np.ndarray, num_bins: int = NUM_RANK_BINS) -> np.n
   return np.where(unigram_counts > 0, bins, num_bins - 1).astype(np.int32)
 
 
-def build_tables(tokenizer: Tokenizer, unigram_counts: np.ndarray) -> Tables:
-  v = len(unigram_counts)
+def build_tables(tokenizer: Tokenizer, unigram_counts: np.ndarray,
+                 vocab_size: int | None = None) -> Tables:
+  """Tables over `vocab_size` ids (default: the counts' length); ids the tokenizer never
+  makes (a model vocabulary padded past the tokenizer's) are plain, rarest-bin tokens."""
+  v = vocab_size or len(unigram_counts)
+  unigram_counts = np.pad(unigram_counts[:v], (0, max(v - len(unigram_counts), 0)))
   word_start = np.zeros(v, bool)
   alnum = np.zeros(v, bool)
   punct = np.zeros((v, len(PUNCT_CLASSES)), bool)

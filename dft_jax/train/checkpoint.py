@@ -83,13 +83,16 @@ def restore_base_params(workdir: str, params_target):
     place = lambda t: jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), t)
     trained, frozen = place(trained), place(frozen)
-  item = {"params": trained, "frozen": frozen}
+  item = {"params": trained, "frozen": frozen} if cfg.lora_rank else {"params": trained}
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)  # the item dir has no step metadata file; that is fine
   try:
     saved = ocp.StandardCheckpointer().metadata(os.path.join(where, "state")).item_metadata.tree
   finally:
     logging.set_verbosity(verbosity)
+  missing = sorted(set(item) - set(saved))
+  if missing:
+    raise CheckpointError(f"{where} has no {missing[0]!r} in its state")
   native.check_shapes({k: saved[k] for k in item}, item, where)
   restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       item=item, restore_args=jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding),

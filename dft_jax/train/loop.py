@@ -193,7 +193,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   graphdef = state_lib.graphdef(cfg)
   train_step = step_lib.jit_train_step(
-      mesh, shardings, graphdef=graphdef, loss_fn=losses.make(config.loss, cfg), tx=tx,
+      mesh, shardings, graphdef=graphdef,
+      loss_fn=losses.make(config.loss, cfg, losses.Context(tok, config.data.corpus, data_dir)),
+      tx=tx,
       lr_schedule=lr_schedule, grad_accum_steps=config.optim.grad_accum_steps)
   eval_step = step_lib.jit_eval_step(mesh, shardings, graphdef)
   batch_sharding = mesh_lib.batch_sharding(mesh)

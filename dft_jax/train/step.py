@@ -1,6 +1,6 @@
 """The pure train step `(state, batch) -> (state, metrics)` and the eval step.
 
-The loss is pluggable: `loss_fn(model, batch, rng) -> (loss, metrics)`. Gradient accumulation
+The loss is pluggable: `loss_fn(model, batch, rng, step) -> (loss, metrics)`. Gradient accumulation
 scans over microbatches inside the one jitted call. A step whose loss or gradient is not
 finite leaves params and optimizer state unchanged and reports `finite = 0`; the loop decides
 whether to stop or go on.
@@ -34,7 +34,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_sche
   step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
   def loss_of(params, microbatch, rng):
-    return loss_fn(nnx.merge(graphdef, params, state.frozen), microbatch, rng)
+    return loss_fn(nnx.merge(graphdef, params, state.frozen), microbatch, rng, state.step)
 
   grad_fn = jax.value_and_grad(loss_of, has_aux=True)
   if grad_accum_steps == 1:

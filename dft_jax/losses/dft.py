@@ -1,0 +1,128 @@
+"""The DFT objective (DESIGN §2): CE on the human batch + lambda_t * D(law of phi(samples),
+law of phi(human windows)).
+
+Estimators of how D reaches the parameters:
+  score_function  (default) prompts cut from the human batch, G-token continuations sampled
+                  with the KV-cache decoder (no gradient), featurized; surrogate
+                  lambda * mean_i sg(c_i - b_i) * log p(x_i | prompt_i), c_i the first variation
+                  of D at sample i, b_i a leave-one-out baseline (for MMD / energy computed
+                  without sample i, so the estimate is unbiased; for Sinkhorn the mean of the
+                  other c_j: consistent, bias shrinking with the number of samples).
+  expected        no sampling: the expected Zipf-bin mass of each human row under the model's
+                  teacher-forced predictive distributions, compared with the bank's bin-mass
+                  columns; D differentiated through the features (ott's implicit gradients).
+                  Cheapest; sees no free-running behaviour; only the word_frequency bins.
+Schedule: joint (every step) or alternate (the distribution term every `every` steps), with a
+linear lambda warm-up.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dft_jax import sampling
+from dft_jax import stats as stats_lib
+from dft_jax.losses import cross_entropy, divergences, features
+from dft_jax.data import pipeline
+
+ESTIMATORS = ("score_function", "expected")
+
+
+def _lambda(cfg, step):
+  warm = jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / max(cfg.lam_warmup_steps, 1))
+  return cfg.lam * warm
+
+
+def _group_gaps(feats_NxF):
+  """Mean |standardized gap| of the samples from the reference, per feature group."""
+  gap_F = jnp.abs(feats_NxF.mean(0))
+  out = {}
+  for group in features.GROUPS:
+    idx = np.asarray([features.FEATURE_NAMES.index(n) for n in features.GROUPS[group]])
+    out[f"gap_{group}"] = gap_F[idx].mean()
+  return out
+
+
+def make(loss_cfg, model_cfg, context):
+  if loss_cfg.estimator not in ESTIMATORS:
+    raise ValueError(f"unknown loss.estimator {loss_cfg.estimator!r}; available: "
+                     f"{', '.join(ESTIMATORS)}")
+  if loss_cfg.mode not in ("joint", "alternate"):
+    raise ValueError(f"loss.mode must be 'joint' or 'alternate', got {loss_cfg.mode!r}")
+  tok = context.tokenizer
+  if tok is None:
+    raise ValueError("loss.name='dft' needs the run's tokenizer")
+  if loss_cfg.stats_file:
+    ref = stats_lib.load(loss_cfg.stats_file, tok)
+  else:
+    ref = stats_lib.for_corpus(loss_cfg.stats_corpus or context.corpus, tok,
+                               window=loss_cfg.gen_len, data_dir=context.data_dir)
+  if ref.window != loss_cfg.gen_len:
+    raise ValueError(f"stats window {ref.window} != loss.gen_len {loss_cfg.gen_len}; the "
+                     "featurized continuations must be as long as the reference windows")
+  tables = ref.tables(tok, model_cfg.vocab_size)
+  mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
+  mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
+  bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF)) * mask_F[None]
+  divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
+                                threshold=loss_cfg.sinkhorn_threshold,
+                                max_iterations=loss_cfg.sinkhorn_iterations) \
+      if loss_cfg.divergence == "sinkhorn" else divergences.make(loss_cfg.divergence)
+  eos = pipeline.special_ids(tok, pipeline.PipelineConfig(2, 1))[1]
+  rank_onehot_VxK = jnp.asarray(
+      np.eye(features.NUM_RANK_BINS, dtype=np.float32)[tables.rank_bin])
+  n_p, n_g, n_d = loss_cfg.prompt_len, loss_cfg.gen_len, loss_cfg.dist_batch
+
+  def score_function(model, batch, rng):
+    graph, state = nnx.split(model)
+    frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
+    prompts_BxP = batch["tokens"][:n_d, :n_p]
+    samples = sampling.decode(frozen, prompts_BxP, jnp.ones_like(prompts_BxP), rng,
+                              max_new_tokens=n_g, temperature=loss_cfg.temperature,
+                              eos_ids=(eos,), pad_id=eos)
+    tokens_BxG = jax.lax.stop_gradient(samples.tokens_BxG)
+    valid_BxG = samples.valid_BxG
+    feats = ((features.featurize_batch(tokens_BxG, valid_BxG, tables) - mean_F[None])
+             / sd_F[None] * mask_F[None])
+    value, _, advantage_B = divergence(feats, bank_NxF)
+    advantage_B = jax.lax.stop_gradient(advantage_B)
+    full = jnp.concatenate([prompts_BxP, tokens_BxG], axis=1)
+    logits = model(full)[:, n_p - 1:-1].astype(jnp.float32)
+    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens_BxG[..., None],
+                                   axis=-1)[..., 0]
+    logp_B = jnp.sum(logp_BxG * valid_BxG, axis=1)
+    surrogate = jnp.mean(advantage_B * logp_B)
+    metrics = {"dist": value, "sample_len": valid_BxG.sum(1).mean(), **_group_gaps(feats)}
+    return surrogate, metrics
+
+  def expected(logits_BxTxV, batch):
+    probs = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
+    w_BxT = batch["loss_mask"][:, 1:].astype(jnp.float32)
+    mass_BxK = jnp.einsum("btv,vk,bt->bk", probs, rank_onehot_VxK, w_BxT)
+    mass_BxK = mass_BxK / jnp.maximum(w_BxT.sum(1, keepdims=True), 1.0)
+    k = features.NUM_RANK_BINS
+    x = (mass_BxK - mean_F[None, :k]) / sd_F[None, :k]
+    value, _, _ = divergence(x, jnp.asarray(ref.standardize(ref.bank_NxF))[:, :k])
+    return value, {"dist": value}
+
+  def loss_fn(model, batch, rng, step):
+    logits = cross_entropy.forward(model, batch)
+    ce, metrics = cross_entropy.mean_nll(logits, batch)
+    lam = _lambda(loss_cfg, step)
+    if loss_cfg.estimator == "score_function":
+      term_fn = lambda: score_function(model, batch, rng)
+    else:
+      term_fn = lambda: expected(logits, batch)
+    if loss_cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
+      shapes = jax.eval_shape(term_fn)
+      zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+      term, dist_metrics = jax.lax.cond(step % loss_cfg.every == 0, term_fn, zeros)
+    else:
+      term, dist_metrics = term_fn()
+    loss = loss_cfg.ce_weight * ce + lam * term
+    return loss, {**metrics, **dist_metrics, "lambda": lam}
+
+  return loss_fn

@@ -1,0 +1,48 @@
+"""A tiny language and reference corpus where sentence length is the thing to learn."""
+
+import numpy as np
+import ml_collections
+import tokenizers
+
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.models import ModelConfig
+
+WORDS = [f"w{i}" for i in range(28)]
+
+
+def tokenizer():
+  vocab = {"[UNK]": 0, "<|eos|>": 1, "Ġ.": 2, **{f"Ġ{w}": i + 3 for i, w in enumerate(WORDS)}}
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace(replacement="Ġ", prepend_scheme="always")
+  tok.decoder = tokenizers.decoders.Metaspace(replacement="Ġ", prepend_scheme="always")
+  return tokenizer_lib.Tokenizer(tok)
+
+
+def short_sentence_docs(n=200, seed=0):
+  """Human reference: sentences of 2-4 words."""
+  rng = np.random.RandomState(seed)
+  return [" ".join(" ".join(rng.choice(WORDS, rng.randint(2, 5))) + " ."
+                   for _ in range(12)) for _ in range(n)]
+
+
+MODEL = ModelConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_layers=2,
+                    num_heads=4, num_kv_heads=2, head_dim=8)
+
+
+def loss_config(stats_file, **kw):
+  cfg = ml_collections.ConfigDict(dict(
+      name="dft", estimator="score_function", divergence="mmd", lam=1.0, lam_warmup_steps=1,
+      mode="joint", every=2, ce_weight=0.0, dist_batch=16, prompt_len=4, gen_len=16,
+      temperature=1.0, epsilon=0.05, sinkhorn_threshold=1e-3, sinkhorn_iterations=200,
+      groups=("sentence_length", "punctuation"), stats_file=stats_file, stats_corpus=""))
+  cfg.update(kw)
+  return cfg
+
+
+def batch(tok, docs, rows=16, length=32):
+  ids = [tok.encode(d)[:length] for d in docs[:rows]]
+  tokens = np.asarray(ids, np.int32)
+  return {"tokens": tokens, "segment_ids": np.ones_like(tokens),
+          "positions": np.tile(np.arange(length, dtype=np.int32), (rows, 1)),
+          "loss_mask": np.concatenate([np.zeros((rows, 1), np.float32),
+                                       np.ones((rows, length - 1), np.float32)], axis=1)}

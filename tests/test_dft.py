@@ -1,0 +1,160 @@
+"""The DFT objective: unbiased score-function estimates, the right direction on a language
+model, reference statistics bound to their tokenizer, sharded = single-device."""
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import dft_setup as S
+import train_utils as tu
+from dft_jax import losses
+from dft_jax import stats as stats_lib
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.losses import divergences as D
+from dft_jax.losses import features
+from dft_jax.train import mesh as mesh_lib, optimizer, state as state_lib, step as step_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.parametrize("name", ["mmd", "energy"])
+def test_score_function_estimate_matches_the_exact_gradient(name):
+  """A categorical model over K outcomes with fixed feature vectors: D(theta) is exact by
+  enumeration, and the averaged estimate must match its gradient within sampling error."""
+  k_out, m, reps = 6, 16, 4000
+  rng = np.random.RandomState(0)
+  phi = jnp.asarray(rng.randn(k_out, 2), jnp.float32)
+  y = jnp.asarray(rng.randn(40, 2) * 0.5 + 1.0, jnp.float32)
+  theta = jnp.asarray(rng.randn(k_out) * 0.5, jnp.float32)
+  kernel = D._rbf_kernel(1.0) if name == "mmd" else D._energy_kernel
+
+  def population(t):
+    p = jax.nn.softmax(t)
+    return p @ kernel(phi, phi) @ p - 2 * p @ kernel(phi, y).mean(1)
+
+  exact = jax.grad(population)(theta)
+
+  def estimate(key):
+    idx = jax.random.categorical(key, theta, shape=(m,))
+    advantage = D.kernel_advantage(kernel, phi[idx], y)
+    score = jax.nn.one_hot(idx, k_out) - jax.nn.softmax(theta)[None]  # grad of log p(x_i)
+    return jnp.mean(advantage[:, None] * score, 0)
+
+  draws = jax.vmap(estimate)(jax.random.split(jax.random.key(1), reps))
+  mean, se = draws.mean(0), draws.std(0) / np.sqrt(reps)
+  assert np.all(np.abs(np.asarray(mean - exact)) <= 4 * np.asarray(se) + 1e-7), (mean, exact)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  tok = S.tokenizer()
+  docs = S.short_sentence_docs()
+  path = str(tmp_path_factory.mktemp("stats") / "short.npz")
+  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=256), path)
+  return tok, docs, path
+
+
+def _train(loss_cfg, tok, docs, steps):
+  tx, lr = optimizer.make(ml_collections.ConfigDict(dict(
+      lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
+      clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0)))
+  mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0)
+  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(S.MODEL),
+                                 loss_fn=losses.make(loss_cfg, S.MODEL, losses.Context(tok)),
+                                 tx=tx, lr_schedule=lr)
+  batch = S.batch(tok, docs)
+  dot = tok.token_id("Ġ.")
+  model = lambda s: state_lib.model_of(s, state_lib.graphdef(S.MODEL))
+  p_end = lambda s: float(jax.nn.softmax(model(s)(jnp.asarray(batch["tokens"])))[..., dot].mean())
+  history = [(p_end(state), None)]
+  for _ in range(steps):
+    with jax.set_mesh(mesh):
+      state, metrics = step(state, batch)
+    history.append((p_end(state), float(metrics.get("dist", np.nan))))
+  return history
+
+
+@pytest.mark.parametrize("divergence", ["mmd", "sinkhorn"])
+def test_dft_alone_teaches_a_model_to_end_sentences(reference, divergence):
+  """The reference has 2-4 word sentences; a fresh model ends one about every 30 tokens. With
+  CE switched off, the distribution term alone must raise P('.')."""
+  tok, docs, path = reference
+  history = _train(S.loss_config(path, divergence=divergence), tok, docs, steps=16)
+  (p0, _), (p_end, _) = history[0], history[-1]
+  assert p0 < 0.05 and p_end > 2 * p0, history
+
+
+def test_alternate_mode_skips_the_distribution_term_between_steps(reference):
+  tok, docs, path = reference
+  loss_fn = losses.make(S.loss_config(path, mode="alternate", every=2, ce_weight=1.0),
+                        S.MODEL, losses.Context(tok))
+  from flax import nnx
+  from dft_jax.models import Decoder
+  model = Decoder(S.MODEL, rngs=nnx.Rngs(0))
+  batch = jax.tree.map(jnp.asarray, S.batch(tok, docs))
+  on = loss_fn(model, batch, jax.random.key(0), jnp.asarray(4))[1]
+  off = loss_fn(model, batch, jax.random.key(0), jnp.asarray(5))[1]
+  assert float(on["dist"]) > 0 and float(off["dist"]) == 0.0
+  assert float(on["ce"]) == float(off["ce"])
+
+
+def test_stats_file_is_bound_to_its_tokenizer_and_version(reference, tmp_path):
+  tok, _, path = reference
+  stats = stats_lib.load(path, tok)
+  assert stats.bank_NxF.shape == (256, len(features.FEATURE_NAMES)) and stats.window == 16
+  other = tokenizer_lib.train_byte_level_bpe(["some other text"] * 3, vocab_size=270)
+  with pytest.raises(stats_lib.StatsError, match="made with tokenizer .* not this one"):
+    stats_lib.load(path, other)
+  old = tmp_path / "old.npz"
+  with np.load(path) as f:
+    meta = json.loads(str(f["meta"]))
+    meta["version"] = features.VERSION + 1
+    np.savez(old, **{k: f[k] for k in ("bank", "mean", "sd", "unigram_counts")},
+             meta=json.dumps(meta))
+  with pytest.raises(stats_lib.StatsError, match="featurizer version"):
+    stats_lib.load(str(old), tok)
+  with pytest.raises(ValueError, match="stats window 16 != loss.gen_len 32"):
+    losses.make(S.loss_config(path, gen_len=32), S.MODEL, losses.Context(tok))
+
+
+def test_stats_cli(reference, tmp_path):
+  tok, docs, _ = reference
+  text_dir = tmp_path / "texts"
+  text_dir.mkdir()
+  for i, d in enumerate(docs[:40]):
+    (text_dir / f"{i}.txt").write_text(d)
+  tok.save(str(tmp_path / "tok.json"))
+  out = tmp_path / "s.npz"
+  done = tu.run([sys.executable, "-m", "dft_jax.stats", "--corpus", str(text_dir),
+                 "--tokenizer", str(tmp_path / "tok.json"), "--out", str(out), "--window", "16",
+                 "--data_dir", str(tmp_path / "data")])
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert stats_lib.load(str(out), tok).fingerprint == tok.fingerprint
+  done = tu.run([sys.executable, "-m", "dft_jax.stats", "--corpus", str(text_dir),
+                 "--tokenizer", str(tmp_path / "tok.json"), "--out", str(out), "--window",
+                 "4096", "--data_dir", str(tmp_path / "data")])
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1].startswith("stats: error: no document")
+
+
+@pytest.mark.parametrize("loss", ["dft-mmd", "dft-sinkhorn"])
+def test_sharded_dft_step_equals_single_device_step(loss):
+  done = tu.run([sys.executable, os.path.join(HERE, "sharded_step.py"), "--meshes",
+                 "1,1,1;8,1,1;2,2,2", "--loss", loss], devices=8)
+  assert done.returncode == 0, done.stderr[-3000:]
+  results = json.loads([l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+  single = results.pop("1,1,1")
+  assert single["dist"] > 0
+  for mesh, result in results.items():
+    assert abs(result["dist"] - single["dist"]) <= 1e-4 * single["dist"], mesh
+    assert abs(result["loss"] - single["loss"]) <= 1e-5 * abs(single["loss"]), mesh
+    for x, y in zip(result["params"], single["params"]):
+      x, y = np.asarray(x), np.asarray(y)
+      assert np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y), mesh
