@@ -158,3 +158,11 @@ def test_sharded_dft_step_equals_single_device_step(loss):
     for x, y in zip(result["params"], single["params"]):
       x, y = np.asarray(x), np.asarray(y)
       assert np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y), mesh
+
+
+def test_expected_estimator_lowers_its_divergence(reference):
+  tok, docs, path = reference
+  history = _train(S.loss_config(path, estimator="expected", divergence="sinkhorn"), tok, docs,
+                   steps=10)
+  dists = [d for _, d in history[1:]]
+  assert np.isfinite(dists).all() and dists[-1] < 0.8 * dists[0], dists

@@ -241,7 +241,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics["mfu"] = steps_per_s * flops_per_step / peak
     writer.write(step, {**metrics, **(extra or {})})
     eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
-    log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f} | "
+    extra_fields = "".join(f" | {k} {metrics[k]:.4f}" for k in ("ce", "dist")
+                           if k in metrics and "dist" in metrics)
+    log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f}{extra_fields} | "
         f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
         f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
     window_start, window_first = time.perf_counter(), step
