@@ -22,7 +22,7 @@ def dft_loss(**kw):
       name="dft",
       estimator="score_function",    # score_function | expected
       divergence="sinkhorn",         # sinkhorn | mmd | energy
-      lam=1.0,                       # weight of the distribution term
+      lam=0.05,                      # weight of the distribution term
       lam_warmup_steps=10,
       mode="joint",                  # joint | alternate (distribution term every `every` steps)
       every=4,
@@ -43,7 +43,7 @@ def dft_loss(**kw):
 
 
 def get_config(arg=None):
-  a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=1.0,
+  a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=0.05,
                      divergence="sinkhorn", estimator="score_function", mode="joint")
   c = base.base_config()
   c.model.update(base.MODELS[a.model])
