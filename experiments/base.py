@@ -78,3 +78,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "ce"
   return c
+
+
+def finetune_config(a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The shared fine-tuning setup of sft.py and dft.py from their parsed arguments
+  (domain, model, steps, lr)."""
+  c = base_config()
+  c.model.update(MODELS[a.model])
+  c.data.corpus = a.domain
+  c.total_steps = a.steps
+  c.optim.lr = a.lr
+  c.optim.warmup_steps = max(a.steps // 10, 1)
+  c.checkpoint_every = max(a.steps // 2, 1)
+  c.eval_every = max(a.steps // 2, 1)
+  return c

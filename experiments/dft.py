@@ -45,13 +45,6 @@ def dft_loss(**kw):
 def get_config(arg=None):
   a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=0.05,
                      divergence="sinkhorn", estimator="score_function", mode="joint")
-  c = base.base_config()
-  c.model.update(base.MODELS[a.model])
-  c.data.corpus = a.domain
-  c.total_steps = a.steps
-  c.optim.lr = a.lr
-  c.optim.warmup_steps = max(a.steps // 10, 1)
-  c.checkpoint_every = max(a.steps // 2, 1)
-  c.eval_every = max(a.steps // 2, 1)
+  c = base.finetune_config(a)
   c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode)
   return c

@@ -15,12 +15,4 @@ from experiments import base  # noqa: E402
 
 def get_config(arg=None):
   a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3)
-  c = base.base_config()
-  c.model.update(base.MODELS[a.model])
-  c.data.corpus = a.domain
-  c.total_steps = a.steps
-  c.optim.lr = a.lr
-  c.optim.warmup_steps = max(a.steps // 10, 1)
-  c.checkpoint_every = max(a.steps // 2, 1)
-  c.eval_every = max(a.steps // 2, 1)
-  return c
+  return base.finetune_config(a)

@@ -122,27 +122,7 @@ def dft_over_ce(batches):
 
 
 def _train_step_tokens_per_s(config, cfg, tok, batches):
-  optim = ml_collections.ConfigDict(config.optim.to_dict())
-  optim.total_steps = config.total_steps
-  tx, lr = optimizer.make(optim)
-  mesh = mesh_lib.make_mesh((-1, 1, 1))
-  state, shardings = state_lib.create(cfg, tx, mesh)
-  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(cfg),
-                                 loss_fn=losses.make(config.loss, cfg, losses.Context(tok, config.data.corpus)),
-                                 tx=tx, lr_schedule=lr)
-  docs = sources.documents(config.data.corpus, "train")
-  data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size)
-  batch = pipeline.to_global(next(iter(pipeline.make_dataset(docs, tok, data_cfg))),
-                             mesh_lib.batch_sharding(mesh))
-  with jax.set_mesh(mesh):
-    for _ in range(3):
-      state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(batches):
-      state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-  return batches * config.batch_size * config.seq_len / (time.perf_counter() - start)
+  return config.batch_size * config.seq_len / _time_step(config, cfg, tok, batches)
 
 
 def data_pipeline(batches):

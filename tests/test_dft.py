@@ -160,9 +160,10 @@ def test_sharded_dft_step_equals_single_device_step(loss):
       assert np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y), mesh
 
 
-def test_expected_estimator_lowers_its_divergence(reference):
+@pytest.mark.parametrize("estimator", ["expected", "straight_through"])
+def test_pathwise_estimators_lower_their_divergence(reference, estimator):
   tok, docs, path = reference
-  history = _train(S.loss_config(path, estimator="expected", divergence="sinkhorn"), tok, docs,
+  history = _train(S.loss_config(path, estimator=estimator, divergence="sinkhorn"), tok, docs,
                    steps=10)
   dists = [d for _, d in history[1:]]
   assert np.isfinite(dists).all() and dists[-1] < 0.8 * dists[0], dists

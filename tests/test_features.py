@@ -111,3 +111,15 @@ def test_feature_groups_and_vocabulary_tables(setup):
     F.group_mask(["rhythm"])
   comma = tok.encode(",")[0]
   assert tables.punct[comma, 0] and not tables.word_start[comma]
+
+
+@pytest.mark.parametrize("start,width", [(0, 64), (33, 40), (100, 24)])
+def test_soft_statistics_equal_the_hard_ones_at_one_hot_inputs(setup, start, width):
+  tok, ids, tables, _ = setup
+  window = np.asarray(ids[start:start + width], np.int32)
+  hard = np.asarray(F.featurize(window, np.ones(width, bool), tables))[F.SOFT_COLUMNS]
+  y = jax.nn.one_hot(window, len(tables.rank_bin))
+  soft = np.asarray(jax.jit(lambda y: F.soft_featurize(y, tables))(y))
+  np.testing.assert_allclose(soft, hard, atol=1e-5)
+  grad = jax.grad(lambda y: F.soft_featurize(y, tables).sum())(y + 0.01)
+  assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0

@@ -8,6 +8,11 @@ Estimators of how D reaches the parameters:
                   of D at sample i, b_i a leave-one-out baseline (for MMD / energy computed
                   without sample i, so the estimate is unbiased; for Sinkhorn the mean of the
                   other c_j: consistent, bias shrinking with the number of samples).
+  straight_through Gumbel-softmax straight-through rollouts (hard tokens forward, soft
+                  gradients back through the KV-cache decode), the differentiable statistics
+                  features.SOFT_FEATURES of them, D differentiated with respect to the feature
+                  points (ott's implicit gradients for Sinkhorn). Biased, memory-heavy: an
+                  ablation.
   expected        no sampling: the expected Zipf-bin mass of each human row under the model's
                   teacher-forced predictive distributions, compared with the bank's bin-mass
                   columns; D differentiated through the features (ott's implicit gradients).
@@ -27,8 +32,9 @@ from dft_jax import sampling
 from dft_jax import stats as stats_lib
 from dft_jax.losses import cross_entropy, divergences, features
 from dft_jax.data import pipeline
+from dft_jax.models.decoder import KVCache
 
-ESTIMATORS = ("score_function", "expected")
+ESTIMATORS = ("score_function", "straight_through", "expected")
 
 
 def _lambda(cfg, step):
@@ -98,6 +104,31 @@ def make(loss_cfg, model_cfg, context):
     metrics = {"dist": value, "sample_len": valid_BxG.sum(1).mean(), **_group_gaps(feats)}
     return surrogate, metrics
 
+  soft_cols = features.SOFT_COLUMNS
+  soft_bank = jnp.asarray(ref.standardize(ref.bank_NxF)[:, soft_cols])
+
+  def straight_through(model, batch, rng):
+    prompts_BxP = batch["tokens"][:n_d, :n_p]
+    cache = KVCache.zeros(model.cfg, n_d, n_p + n_g)
+    logits, cache = model(prompts_BxP, cache=cache)
+
+    def step(carry, i):
+      last_BxV, cache = carry
+      gumbel = jax.random.gumbel(jax.random.fold_in(rng, i), last_BxV.shape)
+      soft = jax.nn.softmax((last_BxV + gumbel) / loss_cfg.temperature, axis=-1)
+      hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), soft.shape[-1])
+      y_BxV = hard + soft - jax.lax.stop_gradient(soft)
+      pos = jnp.full((n_d, 1), n_p, jnp.int32) + i
+      out, cache = model(jnp.zeros((n_d, 1), jnp.int32), pos, jnp.ones((n_d, 1), jnp.int32),
+                         cache=cache, soft_tokens_BxTxV=y_BxV[:, None])
+      return (out[:, -1], cache), y_BxV
+
+    _, y_GxBxV = jax.lax.scan(step, (logits[:, -1], cache), jnp.arange(n_g))
+    feats = jax.vmap(lambda y: features.soft_featurize(y, tables))(y_GxBxV.swapaxes(0, 1))
+    feats = (feats - mean_F[None, soft_cols]) / sd_F[None, soft_cols]
+    value, _, _ = divergence(feats, soft_bank)
+    return value, {"dist": value}
+
   def expected(logits_BxTxV, batch):
     probs = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
     w_BxT = batch["loss_mask"][:, 1:].astype(jnp.float32)
@@ -114,6 +145,8 @@ def make(loss_cfg, model_cfg, context):
     lam = _lambda(loss_cfg, step)
     if loss_cfg.estimator == "score_function":
       term_fn = lambda: score_function(model, batch, rng)
+    elif loss_cfg.estimator == "straight_through":
+      term_fn = lambda: straight_through(model, batch, rng)
     else:
       term_fn = lambda: expected(logits, batch)
     if loss_cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps

@@ -261,7 +261,10 @@ class Decoder(nnx.Module):
       self.lm_head_DxV = _param(rngs, (cfg.hidden_size, cfg.vocab_size), pd, ("embed", "vocab"))
 
   def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array | None = None,
-               segment_ids_BxT: jax.Array | None = None, cache: KVCache | None = None):
+               segment_ids_BxT: jax.Array | None = None, cache: KVCache | None = None,
+               soft_tokens_BxTxV: jax.Array | None = None):
+    """soft_tokens_BxTxV: distributions over the vocabulary fed as `p @ embed` instead of the
+    ids' embeddings (straight-through rollouts); `tokens_BxT` then only gives the shape."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
     b, t = tokens_BxT.shape
     if segment_ids_BxT is None:
@@ -285,7 +288,11 @@ class Decoder(nnx.Module):
     if cfg.remat_policy != "none":
       block_fn = nnx.remat(_block_apply, policy=_REMAT[cfg.remat_policy])
 
-    x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
+    if soft_tokens_BxTxV is None:
+      x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
+    else:
+      x_BxTxD = jnp.einsum("btv,vd->btd", soft_tokens_BxTxV.astype(dt),
+                           self.embed_VxD[...].astype(dt))
     new_k, new_v = [], []
     for i, block in enumerate(self.layers):
       k = v = None
