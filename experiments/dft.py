@@ -27,6 +27,7 @@ def dft_loss(**kw):
       mode="joint",                  # joint | alternate (distribution term every `every` steps)
       every=4,
       ce_weight=1.0,
+      kl_beta=0.0,                   # > 0: KL anchor to the starting model (score_function)
       dist_batch=16,                 # prompts per step (rows of the human batch)
       prompt_len=16,
       gen_len=64,                    # continuation length = the reference window length

@@ -167,3 +167,32 @@ def test_pathwise_estimators_lower_their_divergence(reference, estimator):
                    steps=10)
   dists = [d for _, d in history[1:]]
   assert np.isfinite(dists).all() and dists[-1] < 0.8 * dists[0], dists
+
+
+def test_kl_anchor_starts_at_zero_and_keeps_the_starting_params(reference):
+  tok, docs, path = reference
+  loss_cfg = S.loss_config(path, kl_beta=0.5, ce_weight=1.0)
+  assert losses.needs_anchor(loss_cfg)
+  tx, lr = optimizer.make(ml_collections.ConfigDict(dict(
+      lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
+      clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0)))
+  mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
+  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0, with_anchor=True)
+  start = jax.tree.map(np.asarray, state.params)
+  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(S.MODEL),
+                                 loss_fn=losses.make(loss_cfg, S.MODEL, losses.Context(tok)),
+                                 tx=tx, lr_schedule=lr)
+  batch = S.batch(tok, docs)
+  kls = []
+  for _ in range(6):
+    with jax.set_mesh(mesh):
+      state, metrics = step(state, batch)
+    kls.append(float(metrics["kl"]))
+  assert abs(kls[0]) < 1e-5 and all(np.isfinite(kls)) and max(kls[1:]) > 1e-3, kls
+  for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(state.anchor)):
+    np.testing.assert_array_equal(a, np.asarray(b))
+  assert any(np.abs(np.asarray(a) - b).max() > 0
+             for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(start)))
+  with pytest.raises(ValueError, match="kl_beta needs estimator='score_function'"):
+    losses.make(S.loss_config(path, kl_beta=0.5, estimator="expected"), S.MODEL,
+                losses.Context(tok))

@@ -1,12 +1,18 @@
-"""Training objectives. Each is `loss_fn(model, batch, rng, step) -> (loss, metrics)`, picked by
-`config.loss.name` through `make`."""
+"""Training objectives. Each is `loss_fn(model, batch, rng, step, anchor=None) -> (loss,
+metrics)`, picked by `config.loss.name` through `make`; `anchor` is the starting model when the
+objective asks for one (`needs_anchor`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
 
-LossFn = Callable  # (model, batch, rng, step) -> (scalar loss, dict of scalar metrics)
+LossFn = Callable  # (model, batch, rng, step, anchor=None) -> (scalar loss, scalar metrics)
+
+
+def needs_anchor(loss_cfg) -> bool:
+  """Whether the train state must keep a copy of the starting params."""
+  return loss_cfg.get("kl_beta", 0.0) > 0
 
 
 @dataclasses.dataclass

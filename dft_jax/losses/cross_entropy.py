@@ -32,8 +32,8 @@ def mean_nll(logits_BxTxV, batch) -> tuple[jax.Array, dict]:
 def make(loss_cfg, model_cfg, context):
   del loss_cfg, model_cfg, context
 
-  def loss_fn(model, batch, rng, step):
-    del rng, step
+  def loss_fn(model, batch, rng, step, anchor=None):
+    del rng, step, anchor
     return mean_nll(forward(model, batch), batch)
 
   return loss_fn

@@ -17,6 +17,8 @@ Estimators of how D reaches the parameters:
                   teacher-forced predictive distributions, compared with the bank's bin-mass
                   columns; D differentiated through the features (ott's implicit gradients).
                   Cheapest; sees no free-running behaviour; only the word_frequency bins.
+Optional GDC-style anchor: kl_beta * KL(p_theta || p_theta0) on the samples, p_theta0 the
+starting model kept in the train state, estimated with the same score-function surrogate.
 Schedule: joint (every step) or alternate (the distribution term every `every` steps), with a
 linear lambda warm-up.
 """
@@ -56,6 +58,9 @@ def make(loss_cfg, model_cfg, context):
   if loss_cfg.estimator not in ESTIMATORS:
     raise ValueError(f"unknown loss.estimator {loss_cfg.estimator!r}; available: "
                      f"{', '.join(ESTIMATORS)}")
+  if loss_cfg.kl_beta > 0 and loss_cfg.estimator != "score_function":
+    raise ValueError("loss.kl_beta needs estimator='score_function' (the KL is estimated on "
+                     "its samples)")
   if loss_cfg.mode not in ("joint", "alternate"):
     raise ValueError(f"loss.mode must be 'joint' or 'alternate', got {loss_cfg.mode!r}")
   tok = context.tokenizer
@@ -82,7 +87,7 @@ def make(loss_cfg, model_cfg, context):
       np.eye(features.NUM_RANK_BINS, dtype=np.float32)[tables.rank_bin])
   n_p, n_g, n_d = loss_cfg.prompt_len, loss_cfg.gen_len, loss_cfg.dist_batch
 
-  def score_function(model, batch, rng):
+  def score_function(model, batch, rng, anchor):
     graph, state = nnx.split(model)
     frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
     prompts_BxP = batch["tokens"][:n_d, :n_p]
@@ -100,8 +105,16 @@ def make(loss_cfg, model_cfg, context):
     logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens_BxG[..., None],
                                    axis=-1)[..., 0]
     logp_B = jnp.sum(logp_BxG * valid_BxG, axis=1)
-    surrogate = jnp.mean(advantage_B * logp_B)
     metrics = {"dist": value, "sample_len": valid_BxG.sum(1).mean(), **_group_gaps(feats)}
+    if loss_cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, by the same estimator
+      logits0 = anchor(full)[:, n_p - 1:-1].astype(jnp.float32)
+      logp0_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits0), tokens_BxG[..., None],
+                                      axis=-1)[..., 0]
+      kl_B = jax.lax.stop_gradient(logp_B - jnp.sum(logp0_BxG * valid_BxG, axis=1))
+      advantage_B = advantage_B + loss_cfg.kl_beta / loss_cfg.lam * divergences.loo_advantage(
+          kl_B)
+      metrics["kl"] = kl_B.mean()
+    surrogate = jnp.mean(advantage_B * logp_B)
     return surrogate, metrics
 
   soft_cols = features.SOFT_COLUMNS
@@ -139,12 +152,12 @@ def make(loss_cfg, model_cfg, context):
     value, _, _ = divergence(x, jnp.asarray(ref.standardize(ref.bank_NxF))[:, :k])
     return value, {"dist": value}
 
-  def loss_fn(model, batch, rng, step):
+  def loss_fn(model, batch, rng, step, anchor=None):
     logits = cross_entropy.forward(model, batch)
     ce, metrics = cross_entropy.mean_nll(logits, batch)
     lam = _lambda(loss_cfg, step)
     if loss_cfg.estimator == "score_function":
-      term_fn = lambda: score_function(model, batch, rng)
+      term_fn = lambda: score_function(model, batch, rng, anchor)
     elif loss_cfg.estimator == "straight_through":
       term_fn = lambda: straight_through(model, batch, rng)
     else:

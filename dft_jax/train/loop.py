@@ -172,7 +172,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   optim_cfg = ml_collections.ConfigDict(config.optim.to_dict())
   optim_cfg.total_steps = config.total_steps
   tx, lr_schedule = optimizer_lib.make(optim_cfg)
-  abstract = state_lib.abstract_state(cfg, tx, config.seed)
+  with_anchor = losses.needs_anchor(config.loss)
+  abstract = state_lib.abstract_state(cfg, tx, config.seed, with_anchor)
   shardings = state_lib.shardings(abstract, mesh)
   mngr = ckpt_lib.manager(workdir, config.keep_checkpoints, config.async_checkpointing)
 
@@ -186,7 +187,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.init_from:
       params = ckpt_lib.load_init_params(config.init_from, cfg,
                                          state_lib.base_params_target(cfg, mesh))
-    state, _ = state_lib.create(cfg, tx, mesh, seed=config.seed, params=params)
+    state, _ = state_lib.create(cfg, tx, mesh, seed=config.seed, params=params,
+                                with_anchor=with_anchor)
     start = 0
   if jax.process_index() == 0:
     ckpt_lib.write_model_config(workdir, cfg)

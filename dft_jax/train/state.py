@@ -22,6 +22,7 @@ class TrainState:
   step: jax.Array       # int32 scalar: optimizer steps taken
   params: Any           # nnx.State of the trained Params (logical axis names as metadata)
   frozen: Any           # nnx.State of Params held fixed (the base weights under LoRA; else empty)
+  anchor: Any           # the trained params as they started (for a KL anchor; else empty)
   opt_state: Any
   rng: jax.Array        # raw uint32 key data (checkpoint-friendly); step keys are fold_in(step)
 
@@ -41,17 +42,19 @@ def graphdef(cfg: ModelConfig) -> nnx.GraphDef:
 
 
 def _init(cfg: ModelConfig, tx: optax.GradientTransformation, seed: int,
-          base_params=None) -> TrainState:
+          base_params=None, with_anchor: bool = False) -> TrainState:
   model = Decoder(cfg, rngs=nnx.Rngs(seed))
   if base_params is not None:  # pretrained weights; LoRA adapters (if any) stay freshly made
     nnx.update(model, base_params)
   _, params, frozen = split_params(model)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen,
+  anchor = jax.tree.map(jnp.copy, params) if with_anchor else nnx.State({})
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen, anchor=anchor,
                     opt_state=tx.init(params), rng=jax.random.key_data(jax.random.key(seed)))
 
 
-def abstract_state(cfg: ModelConfig, tx: optax.GradientTransformation, seed: int = 0):
-  return jax.eval_shape(lambda: _init(cfg, tx, seed))
+def abstract_state(cfg: ModelConfig, tx: optax.GradientTransformation, seed: int = 0,
+                   with_anchor: bool = False):
+  return jax.eval_shape(lambda: _init(cfg, tx, seed, with_anchor=with_anchor))
 
 
 def base_params_target(cfg: ModelConfig, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES):
@@ -67,16 +70,18 @@ def shardings(abstract: TrainState, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES) ->
 
 
 def create(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh, *, seed: int = 0,
-           rules=mesh_lib.DEFAULT_RULES, params=None) -> tuple[TrainState, TrainState]:
+           rules=mesh_lib.DEFAULT_RULES, params=None,
+           with_anchor: bool = False) -> tuple[TrainState, TrainState]:
   """A fresh state, placed by `rules`, and its shardings. `params`: pretrained base weights
   (an nnx.State of Params, already placed), else random init."""
-  abstract = abstract_state(cfg, tx, seed)
+  abstract = abstract_state(cfg, tx, seed, with_anchor)
   out = shardings(abstract, mesh, rules)
   with jax.set_mesh(mesh):
     if params is None:
-      state = jax.jit(lambda: _init(cfg, tx, seed), out_shardings=out)()
+      state = jax.jit(lambda: _init(cfg, tx, seed, with_anchor=with_anchor),
+                      out_shardings=out)()
     else:
-      state = jax.jit(lambda p: _init(cfg, tx, seed, p), out_shardings=out)(params)
+      state = jax.jit(lambda p: _init(cfg, tx, seed, p, with_anchor), out_shardings=out)(params)
   return state, out
 
 

@@ -1,6 +1,7 @@
 """The pure train step `(state, batch) -> (state, metrics)` and the eval step.
 
-The loss is pluggable: `loss_fn(model, batch, rng, step) -> (loss, metrics)`. Gradient accumulation
+The loss is pluggable: `loss_fn(model, batch, rng, step, anchor=None) -> (loss, metrics)`;
+`anchor` is the starting model when the state keeps one (a KL anchor). Gradient accumulation
 scans over microbatches inside the one jitted call. A step whose loss or gradient is not
 finite leaves params and optimizer state unchanged and reports `finite = 0`; the loop decides
 whether to stop or go on.
@@ -33,8 +34,13 @@ def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_sche
                grad_accum_steps: int = 1):
   step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
+  anchor = None
+  if jax.tree.leaves(state.anchor):  # the starting model, for a KL anchor (no gradient)
+    anchor = nnx.merge(graphdef, jax.lax.stop_gradient(state.anchor), state.frozen)
+
   def loss_of(params, microbatch, rng):
-    return loss_fn(nnx.merge(graphdef, params, state.frozen), microbatch, rng, state.step)
+    return loss_fn(nnx.merge(graphdef, params, state.frozen), microbatch, rng, state.step,
+                   anchor=anchor)
 
   grad_fn = jax.value_and_grad(loss_of, has_aux=True)
   if grad_accum_steps == 1:
