@@ -35,6 +35,7 @@ def dft_loss(**kw):
       epsilon=0.05,                  # Sinkhorn epsilon, relative to the mean cost
       sinkhorn_threshold=1e-3,
       sinkhorn_iterations=200,
+      sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
       groups=tuple(features.GROUPS),
       stats_file="",                 # "" = computed for stats_corpus (default: data.corpus)
       stats_corpus="",

@@ -64,3 +64,13 @@ def test_mmd_and_energy_near_zero_for_same_law_and_positive_apart():
   for fn in (D.mmd, D.energy):
     assert abs(float(fn(x, y)[0])) < 0.02
     assert float(fn(x + 2.0, y)[0]) > 0.3
+
+
+def test_unrolled_and_implicit_sinkhorn_gradients_agree():
+  x, y = _clouds()
+  grad = lambda implicit: jax.grad(lambda p: D.sinkhorn(
+      p, y, epsilon=0.1, threshold=1e-6, max_iterations=500, implicit_diff=implicit)[0])(x)
+  with jax.numpy_rank_promotion("allow"):  # ott's unrolled backward pass broadcasts implicitly
+    implicit, unrolled = np.asarray(grad(True)), np.asarray(grad(False))
+  assert np.isfinite(unrolled).all()
+  np.testing.assert_allclose(unrolled, implicit, atol=1e-3 * np.abs(implicit).max())

@@ -80,7 +80,8 @@ def make(loss_cfg, model_cfg, context):
   bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF)) * mask_F[None]
   divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
                                 threshold=loss_cfg.sinkhorn_threshold,
-                                max_iterations=loss_cfg.sinkhorn_iterations) \
+                                max_iterations=loss_cfg.sinkhorn_iterations,
+                                implicit_diff=loss_cfg.get("sinkhorn_implicit_diff", True)) \
       if loss_cfg.divergence == "sinkhorn" else divergences.make(loss_cfg.divergence)
   eos = pipeline.special_ids(tok, pipeline.PipelineConfig(2, 1))[1]
   rank_onehot_VxK = jnp.asarray(

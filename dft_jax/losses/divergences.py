@@ -21,14 +21,17 @@ RBF_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def sinkhorn(x_NxF, y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
-             max_iterations: int = 200, a_N=None):
-  """(S_eps(alpha, beta), c_N). epsilon is relative to the mean cost."""
+             max_iterations: int = 200, a_N=None, implicit_diff: bool = True):
+  """(S_eps(alpha, beta), c_N). epsilon is relative to the mean cost. Gradients with respect
+  to the points: implicit differentiation of the fixed point (default), or unrolled through
+  the Sinkhorn iterations (implicit_diff=False)."""
   x, y = x_NxF.astype(jnp.float32), y_MxF.astype(jnp.float32)
   a = jnp.full((x.shape[0],), 1.0 / x.shape[0]) if a_N is None else a_N
   with jax.numpy_rank_promotion("allow"):  # ott broadcasts implicitly inside
     value, out = sinkhorn_divergence.sinkdiv(
         x, y, a=a, epsilon=epsilon, relative_epsilon="mean",
-        solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations))
+        solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
+                          **({} if implicit_diff else {"implicit_diff": None})))
   (f_xy, _), (f_xx, _), _ = out.potentials
   c = f_xy - f_xx
   return value, c - jnp.dot(c, a)
