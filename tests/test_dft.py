@@ -163,8 +163,9 @@ def test_sharded_dft_step_equals_single_device_step(loss):
 @pytest.mark.parametrize("estimator", ["expected", "straight_through"])
 def test_pathwise_estimators_lower_their_divergence(reference, estimator):
   tok, docs, path = reference
-  history = _train(S.loss_config(path, estimator=estimator, divergence="sinkhorn"), tok, docs,
-                   steps=10)
+  groups = ("word_frequency", "sentence_length", "punctuation")
+  history = _train(S.loss_config(path, estimator=estimator, divergence="sinkhorn",
+                                 groups=groups), tok, docs, steps=10)
   dists = [d for _, d in history[1:]]
   assert np.isfinite(dists).all() and dists[-1] < 0.8 * dists[0], dists
 
@@ -194,5 +195,5 @@ def test_kl_anchor_starts_at_zero_and_keeps_the_starting_params(reference):
   assert any(np.abs(np.asarray(a) - b).max() > 0
              for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(start)))
   with pytest.raises(ValueError, match="kl_beta needs estimator='score_function'"):
-    losses.make(S.loss_config(path, kl_beta=0.5, estimator="expected"), S.MODEL,
-                losses.Context(tok))
+    losses.make(S.loss_config(path, kl_beta=0.5, estimator="expected",
+                              groups=tuple(features.GROUPS)), S.MODEL, losses.Context(tok))

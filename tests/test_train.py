@@ -220,3 +220,17 @@ def test_lora_trains_only_the_adapters(corpus, tmp_path):
   done = tu.run([sys.executable, "-m", "dft_jax.convert", "--from", str(ft), "--to-hf",
                  str(tmp_path / "merged")])
   assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(corpus, tmp_path):
+  workdir = tmp_path / "w"
+  assert tu.run(tu.command(workdir, *corpus, "--config.total_steps=8")).returncode == 0
+  state_dir = workdir / "checkpoints" / "8" / "state"
+  for f in state_dir.rglob("*"):  # damage step 8's arrays, as a half-written copy would be
+    if f.is_file() and "manifest" in f.name:
+      f.write_bytes(b"garbage")
+  done = tu.run(tu.command(workdir, *corpus, "--config.total_steps=12"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "checkpoint at step 8 could not be restored" in done.stdout
+  assert f"resumed from {workdir}/checkpoints at step 4" in done.stdout
+  assert os.path.isdir(workdir / "checkpoints" / "12")

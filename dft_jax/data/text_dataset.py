@@ -137,7 +137,7 @@ def source(data_dir: str, split: str = "train"):
   except (tfds.core.registered.DatasetNotFoundError, AssertionError, FileNotFoundError,
           ValueError) as e:
     raise DataError(f"no prepared text dataset (split {split!r}) in {data_dir}: "
-                    f"{str(e).splitlines()[0]}") from None
+                    f"{(str(e).splitlines() or [''])[0]}") from None
 
 
 class TextField:

@@ -55,9 +55,16 @@ def _group_gaps(feats_NxF):
 
 
 def make(loss_cfg, model_cfg, context):
+  if loss_cfg.estimator == "expected" and \
+      "word_frequency" not in loss_cfg.groups:
+    raise ValueError("estimator 'expected' compares Zipf-bin mass only; keep 'word_frequency' "
+                     "in loss.groups")
   if loss_cfg.estimator not in ESTIMATORS:
     raise ValueError(f"unknown loss.estimator {loss_cfg.estimator!r}; available: "
                      f"{', '.join(ESTIMATORS)}")
+  if loss_cfg.temperature <= 0:
+    raise ValueError(f"loss.temperature must be > 0 (samples need a density), got "
+                     f"{loss_cfg.temperature}")
   if loss_cfg.kl_beta > 0 and loss_cfg.estimator != "score_function":
     raise ValueError("loss.kl_beta needs estimator='score_function' (the KL is estimated on "
                      "its samples)")
@@ -88,35 +95,44 @@ def make(loss_cfg, model_cfg, context):
       np.eye(features.NUM_RANK_BINS, dtype=np.float32)[tables.rank_bin])
   n_p, n_g, n_d = loss_cfg.prompt_len, loss_cfg.gen_len, loss_cfg.dist_batch
 
+  def sample_logp(model, full, segments, positions, tokens_BxG, valid_BxG):
+    """log p of each continuation at the sampling temperature (the density it was drawn from)."""
+    logits = model(full, positions, segments)[:, n_p - 1:-1].astype(jnp.float32)
+    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits / loss_cfg.temperature),
+                                   tokens_BxG[..., None], axis=-1)[..., 0]
+    return jnp.sum(logp_BxG * valid_BxG, axis=1)
+
   def score_function(model, batch, rng, anchor):
+    """(surrogate for D, surrogate for the KL anchor or 0, metrics)."""
     graph, state = nnx.split(model)
     frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
     prompts_BxP = batch["tokens"][:n_d, :n_p]
-    samples = sampling.decode(frozen, prompts_BxP, jnp.ones_like(prompts_BxP), rng,
+    # only the prompt's last document: earlier tokens become left padding
+    seg_BxP = batch["segment_ids"][:n_d, :n_p]
+    prompt_mask_BxP = (seg_BxP == seg_BxP[:, -1:]) & (seg_BxP != 0)
+    samples = sampling.decode(frozen, prompts_BxP, prompt_mask_BxP, rng,
                               max_new_tokens=n_g, temperature=loss_cfg.temperature,
                               eos_ids=(eos,), pad_id=eos)
     tokens_BxG = jax.lax.stop_gradient(samples.tokens_BxG)
     valid_BxG = samples.valid_BxG
-    feats = ((features.featurize_batch(tokens_BxG, valid_BxG, tables) - mean_F[None])
+    text_BxG = valid_BxG & (tokens_BxG != eos)  # reference windows hold no EOS
+    feats = ((features.featurize_batch(tokens_BxG, text_BxG, tables) - mean_F[None])
              / sd_F[None] * mask_F[None])
     value, _, advantage_B = divergence(feats, bank_NxF)
     advantage_B = jax.lax.stop_gradient(advantage_B)
+    seg_P, pos_P, next_B = sampling.prompt_layout(prompt_mask_BxP)
     full = jnp.concatenate([prompts_BxP, tokens_BxG], axis=1)
-    logits = model(full)[:, n_p - 1:-1].astype(jnp.float32)
-    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens_BxG[..., None],
-                                   axis=-1)[..., 0]
-    logp_B = jnp.sum(logp_BxG * valid_BxG, axis=1)
+    segments = jnp.concatenate([seg_P, jnp.ones_like(tokens_BxG)], axis=1)
+    positions = jnp.concatenate([pos_P, next_B[:, None] + jnp.arange(n_g)[None]], axis=1)
+    logp_B = sample_logp(model, full, segments, positions, tokens_BxG, valid_BxG)
     metrics = {"dist": value, "sample_len": valid_BxG.sum(1).mean(), **_group_gaps(feats)}
-    if loss_cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, by the same estimator
-      logits0 = anchor(full)[:, n_p - 1:-1].astype(jnp.float32)
-      logp0_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits0), tokens_BxG[..., None],
-                                      axis=-1)[..., 0]
-      kl_B = jax.lax.stop_gradient(logp_B - jnp.sum(logp0_BxG * valid_BxG, axis=1))
-      advantage_B = advantage_B + loss_cfg.kl_beta / loss_cfg.lam * divergences.loo_advantage(
-          kl_B)
+    kl_term = jnp.zeros(())
+    if loss_cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
+      logp0_B = sample_logp(anchor, full, segments, positions, tokens_BxG, valid_BxG)
+      kl_B = jax.lax.stop_gradient(logp_B - logp0_B)
+      kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
       metrics["kl"] = kl_B.mean()
-    surrogate = jnp.mean(advantage_B * logp_B)
-    return surrogate, metrics
+    return jnp.mean(advantage_B * logp_B), kl_term, metrics
 
   soft_cols = features.SOFT_COLUMNS
   soft_bank = jnp.asarray(ref.standardize(ref.bank_NxF)[:, soft_cols])
@@ -139,9 +155,10 @@ def make(loss_cfg, model_cfg, context):
 
     _, y_GxBxV = jax.lax.scan(step, (logits[:, -1], cache), jnp.arange(n_g))
     feats = jax.vmap(lambda y: features.soft_featurize(y, tables))(y_GxBxV.swapaxes(0, 1))
-    feats = (feats - mean_F[None, soft_cols]) / sd_F[None, soft_cols]
-    value, _, _ = divergence(feats, soft_bank)
-    return value, {"dist": value}
+    mask = mask_F[None, soft_cols]
+    feats = (feats - mean_F[None, soft_cols]) / sd_F[None, soft_cols] * mask
+    value, _, _ = divergence(feats, soft_bank * mask)
+    return value, jnp.zeros(()), {"dist": value}
 
   def expected(logits_BxTxV, batch):
     probs = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
@@ -151,7 +168,7 @@ def make(loss_cfg, model_cfg, context):
     k = features.NUM_RANK_BINS
     x = (mass_BxK - mean_F[None, :k]) / sd_F[None, :k]
     value, _, _ = divergence(x, jnp.asarray(ref.standardize(ref.bank_NxF))[:, :k])
-    return value, {"dist": value}
+    return value, jnp.zeros(()), {"dist": value}
 
   def loss_fn(model, batch, rng, step, anchor=None):
     logits = cross_entropy.forward(model, batch)
@@ -166,10 +183,10 @@ def make(loss_cfg, model_cfg, context):
     if loss_cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
       shapes = jax.eval_shape(term_fn)
       zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-      term, dist_metrics = jax.lax.cond(step % loss_cfg.every == 0, term_fn, zeros)
+      term, kl_term, dist_metrics = jax.lax.cond(step % loss_cfg.every == 0, term_fn, zeros)
     else:
-      term, dist_metrics = term_fn()
-    loss = loss_cfg.ce_weight * ce + lam * term
+      term, kl_term, dist_metrics = term_fn()
+    loss = loss_cfg.ce_weight * ce + lam * term + loss_cfg.kl_beta * kl_term
     return loss, {**metrics, **dist_metrics, "lambda": lam}
 
   return loss_fn

@@ -319,8 +319,6 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     hf["sliding_window"] = sizes.pop() if sizes else None
     hf["layer_types"] = ["full_attention" if windows is None or windows[i] is None
                          else "sliding_attention" for i in range(cfg.num_layers)]
-    if cfg.tie_word_embeddings is None:
-      hf["tie_word_embeddings"] = False
   return hf
 
 

@@ -48,15 +48,23 @@ def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print
   """(state, step) from the newest checkpoint that restores; None if there is none. If there
   are checkpoints but none restores, that is an error: starting over would bury them."""
   steps = sorted(mngr.all_steps(), reverse=True)
+  broken = []
   for step in steps:
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target),
           data=grain.checkpoint.CheckpointRestore(data_iterator)))
-      return restored["state"], step
     except Exception as e:  # orbax raises many types for damaged files
       log(f"checkpoint at step {step} could not be restored ({type(e).__name__}: "
-          f"{str(e).splitlines()[0][:200]}); trying the previous one")
+          f"{(str(e).splitlines() or [''])[0][:200]}); trying the previous one")
+      broken.append(step)
+      continue
+    if broken:  # newer unreadable steps would block saving their step numbers again
+      for bad in broken:
+        log(f"removing unreadable checkpoint {bad}")
+        mngr.delete(bad)
+      mngr.reload()
+    return restored["state"], step
   if steps:
     raise CheckpointError(f"none of the checkpoints {steps} in {mngr.directory} restores for "
                           "this config (another model?); use a new workdir or fix the config")

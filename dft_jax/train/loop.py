@@ -258,8 +258,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if pending is not None:
           report(*pending)
         pending = (step, metrics)
+        preempted = preemption.agreed()
         if step % config.eval_every == 0 or step % config.checkpoint_every == 0 \
-            or step == config.total_steps or preemption.agreed():
+            or step == config.total_steps or preempted:
           val = None
           if step % config.eval_every == 0 or step == config.total_steps:
             val = last_val = evaluate(state, step)
@@ -267,8 +268,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
           pending = None
           if step % config.checkpoint_every == 0 or step == config.total_steps:
             ckpt_lib.save(mngr, step, state, train_iter, config_dict)
-          if preemption.agreed():
-            ckpt_lib.save(mngr, step, state, train_iter, config_dict, force=True)
+          if preempted:
+            if mngr.latest_step() != step:
+              ckpt_lib.save(mngr, step, state, train_iter, config_dict, force=True)
             mngr.wait_until_finished()
             log(f"preempted: saved step {step} to {workdir}/checkpoints; rerun the same "
                 "command to resume")

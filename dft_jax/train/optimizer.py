@@ -26,11 +26,19 @@ def schedule(cfg) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup])
 
 
+def decay_mask(params):
+  """Weight decay on weight matrices only: not on norm scales or biases (whatever their rank)."""
+  def keep(path, _):
+    name = str(path[-2] if getattr(path[-1], "name", None) == "value" else path[-1])
+    return "bias" not in name and "scale" not in name
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
 def make(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
   lr = schedule(cfg)
   tx = optax.chain(
       optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm > 0 else optax.identity(),
       optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                  mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)),
+                  mask=decay_mask),
   )
   return tx, lr
