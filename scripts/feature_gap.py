@@ -51,8 +51,8 @@ def main(argv):
     out = sampling.generate(model, prompts, max_new_tokens=FLAGS.window, temperature=1.0,
                             rng=jax.random.key(FLAGS.seed), eos_id=eos, pad_id=eos)
     tables = ref.tables(tok, cfg.vocab_size)
-    feats = ref.standardize(np.asarray(features.featurize_batch(
-        out.tokens_BxG, out.valid_BxG, tables)))
+    text = out.valid_BxG & (out.tokens_BxG != eos)  # reference windows hold no EOS
+    feats = ref.standardize(np.asarray(features.featurize_batch(out.tokens_BxG, text, tables)))
     sink = float(divergences.sinkhorn(jnp.asarray(feats), jnp.asarray(bank))[0])
     mmd = float(divergences.mmd(jnp.asarray(feats), jnp.asarray(bank))[0])
     gaps = {g: float(np.abs(feats[:, [features.FEATURE_NAMES.index(n) for n in names]]
