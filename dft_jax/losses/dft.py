@@ -84,7 +84,8 @@ def make(loss_cfg, model_cfg, context):
   tables = ref.tables(tok, model_cfg.vocab_size)
   mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
   mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
-  bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF)) * mask_F[None]
+  std_bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF))
+  bank_NxF = std_bank_NxF * mask_F[None]
   divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
                                 threshold=loss_cfg.sinkhorn_threshold,
                                 max_iterations=loss_cfg.sinkhorn_iterations,
@@ -135,7 +136,7 @@ def make(loss_cfg, model_cfg, context):
     return jnp.mean(advantage_B * logp_B), kl_term, metrics
 
   soft_cols = features.SOFT_COLUMNS
-  soft_bank = jnp.asarray(ref.standardize(ref.bank_NxF)[:, soft_cols])
+  soft_bank = std_bank_NxF[:, soft_cols]
 
   def straight_through(model, batch, rng):
     prompts_BxP = batch["tokens"][:n_d, :n_p]
@@ -167,7 +168,7 @@ def make(loss_cfg, model_cfg, context):
     mass_BxK = mass_BxK / jnp.maximum(w_BxT.sum(1, keepdims=True), 1.0)
     k = features.NUM_RANK_BINS
     x = (mass_BxK - mean_F[None, :k]) / sd_F[None, :k]
-    value, _, _ = divergence(x, jnp.asarray(ref.standardize(ref.bank_NxF))[:, :k])
+    value, _, _ = divergence(x, std_bank_NxF[:, :k])
     return value, jnp.zeros(()), {"dist": value}
 
   def loss_fn(model, batch, rng, step, anchor=None):

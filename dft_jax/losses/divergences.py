@@ -119,17 +119,14 @@ def make(name: str, **kwargs):
       value, c = sinkhorn(x, y, **kwargs)
       return value, c, loo_advantage(c)
     return fn
-  if name == "mmd":
+  kernels = {"mmd": lambda x, y: _rbf_kernel(_bandwidth2(x, y)),
+             "energy": lambda x, y: _energy_kernel}
+  if name in kernels:
     def fn(x, y):
-      bw = _bandwidth2(x.astype(jnp.float32), y.astype(jnp.float32))
-      value, c = mmd(x, y, bandwidth2=bw)
-      return value, c, kernel_advantage(_rbf_kernel(bw), x.astype(jnp.float32),
-                                        y.astype(jnp.float32))
-    return fn
-  if name == "energy":
-    def fn(x, y):
-      value, c = energy(x, y)
-      return value, c, kernel_advantage(_energy_kernel, x.astype(jnp.float32),
-                                        y.astype(jnp.float32))
+      x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+      kernel = kernels[name](x, y)
+      m = x.shape[0]
+      value, c = _mmd_with_variation(kernel, x, y, jnp.full((m,), 1.0 / m))
+      return value, c, kernel_advantage(kernel, x, y)
     return fn
   raise ValueError(f"unknown divergence {name!r}; expected sinkhorn, mmd or energy")

@@ -20,12 +20,14 @@ from flax import nnx
 from dft_jax.models import hf_io, native
 from dft_jax.models.config import ModelConfig
 from dft_jax.models.hf_io import CheckpointError
+from dft_jax.train import mesh as mesh_lib
 
 MODEL_CONFIG = native.CONFIG_FILE  # the run's model config, beside its checkpoints
 
 
-def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+def manager(workdir: str, keep: int | None = None, async_save: bool = True,
+            create: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
                                          enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                options=options, item_names=("state", "data", "config"))
@@ -37,11 +39,6 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, config: d
       state=ocp.args.StandardSave(state),
       data=grain.checkpoint.CheckpointSave(data_iterator),
       config=ocp.args.JsonSave(config)), force=force)
-
-
-def abstract_target(abstract_state, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract_state, shardings)
 
 
 def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print):
@@ -76,8 +73,7 @@ def restore_base_params(workdir: str, params_target):
   placed as `params_target` (abstract Params with shardings) says."""
   from dft_jax.models.decoder import merge_lora
   from dft_jax.train import state as state_lib
-  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               item_names=("state", "data", "config"))
+  mngr = manager(workdir, create=False)
   step = mngr.latest_step()
   if step is None:
     raise CheckpointError(f"init_from {workdir}: no checkpoint in {workdir}/checkpoints")
@@ -88,9 +84,7 @@ def restore_base_params(workdir: str, params_target):
     trained = params_target
   else:  # adapters are merged on the default device, then placed
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    place = lambda t: jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), t)
-    trained, frozen = place(trained), place(frozen)
+    trained, frozen = mesh_lib.placed(trained, device), mesh_lib.placed(frozen, device)
   item = {"params": trained, "frozen": frozen} if cfg.lora_rank else {"params": trained}
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)  # the item dir has no step metadata file; that is fine
@@ -158,7 +152,5 @@ def load_model(workdir: str):
   """The model of a run's newest checkpoint (adapters merged), on the default device."""
   cfg = native.load_config(workdir).replace(lora_rank=0)
   graphdef, abstract = nnx.split(hf_io.abstract_model(cfg))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                        abstract)
+  target = mesh_lib.placed(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   return nnx.merge(graphdef, restore_base_params(workdir, target)), cfg

@@ -177,7 +177,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   shardings = state_lib.shardings(abstract, mesh)
   mngr = ckpt_lib.manager(workdir, config.keep_checkpoints, config.async_checkpointing)
 
-  restored = ckpt_lib.restore_latest(mngr, ckpt_lib.abstract_target(abstract, shardings),
+  restored = ckpt_lib.restore_latest(mngr, mesh_lib.placed(abstract, shardings),
                                      train_iter, log)
   if restored is not None:
     state, start = restored

@@ -71,6 +71,16 @@ def logical_to_mesh(abstract_tree: Any, mesh: Mesh, rules=DEFAULT_RULES) -> Any:
   return jax.tree.map(to_mesh, abstract_tree, specs)
 
 
+def placed(abstract_tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying shardings (a matching tree, or one sharding for every leaf):
+  the abstract targets that restores and loads place arrays by."""
+  if isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shardings),
+                        abstract_tree)
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract_tree, shardings)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH))
 

@@ -61,8 +61,7 @@ def base_params_target(cfg: ModelConfig, mesh: Mesh, rules=mesh_lib.DEFAULT_RULE
   """Abstract Params of the model without adapters, carrying their shardings on `mesh`."""
   abstract = nnx.state(abstract_model(cfg.replace(lora_rank=0)), nnx.Param)
   shardings = mesh_lib.logical_to_mesh(abstract, mesh, rules)
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
+  return mesh_lib.placed(abstract, shardings)
 
 
 def shardings(abstract: TrainState, mesh: Mesh, rules=mesh_lib.DEFAULT_RULES) -> TrainState:
