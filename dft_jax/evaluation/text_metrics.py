@@ -1,0 +1,343 @@
+"""Text metrics of decoded samples, as the papers define them (DESIGN §6).
+
+Every metric works on whitespace words (`text.split()`) of decoded text; an n-gram is a tuple
+of n consecutive words inside one text (n-grams never cross texts).
+
+  rep_n            100 * (1 - unique / total n-grams, summed over texts)    SimCTG (Su et al. 2022)
+  diversity        prod_{n=2..4} (1 - rep_n / 100)                          SimCTG
+  distinct_n       unique / total n-grams over the whole set                Li et al. 2016
+  self_bleu        BLEU-4 of each text against all the others, averaged     Zhu et al. 2018
+  zipf_coefficient s of the least-squares fit log f_r = c - s log r         Holtzman et al. 2020
+  sentence lengths mean, population variance, W1 to the human lengths
+  unigram_l2       || p_sample - p_human ||_2 over the union vocabulary
+  mauve            MAUVE on given features, if `mauve-text` is installed     Pillutla et al. 2021
+
+Pure numpy / scipy; `compute` returns all of them (except MAUVE) as Python floats.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from typing import Sequence
+
+import numpy as np
+import scipy.stats
+
+Ngram = tuple[str, ...]
+
+COMPUTE_KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
+                "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
+                "sent_len_w1", "unigram_l2")
+ZIPF_MAX_RANK = 5000
+SELF_BLEU_MAX_TEXTS = 500
+BLEU_EPSILON = 0.1  # NLTK SmoothingFunction().method1 default
+_SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
+
+
+# ---------------------------------------------------------------------------------------------
+# Words and n-grams.
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+  """Raise on an empty set of texts."""
+  if len(texts) == 0:
+    raise ValueError("no texts")
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[Ngram]:
+  """The len(words) - n + 1 n-grams of one text; none when it has fewer than n words."""
+  if n < 1:
+    raise ValueError(f"n-gram order must be >= 1, got {n}")
+  return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def _word_counts(texts: Sequence[str], name: str = "samples") -> collections.Counter[str]:
+  """Word -> number of occurrences over all texts; raises when there is no word at all."""
+  _check_texts(texts)
+  counts = collections.Counter(word for text in texts for word in text.split())
+  if not counts:
+    raise ValueError(f"no words in the {name}")
+  return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Repetition and diversity.
+
+
+def rep_n(texts: Sequence[str], n: int) -> float:
+  """rep-n = 100 * (1 - sum_doc |unique n-grams of doc| / sum_doc |n-grams of doc|).
+
+  Su et al. 2022, "A Contrastive Framework for Neural Text Generation" (SimCTG). Texts with
+  fewer than n words contribute no n-grams; with no n-gram at all the result is 0.0 (nothing
+  is repeated).
+  """
+  _check_texts(texts)
+  num_unique, num_total = 0, 0
+  for text in texts:
+    grams = _ngrams(text.split(), n)
+    num_unique += len(set(grams))
+    num_total += len(grams)
+  if num_total == 0:
+    return 0.0
+  return 100.0 * (1.0 - num_unique / num_total)
+
+
+def diversity(texts: Sequence[str]) -> float:
+  """diversity = prod_{n=2}^{4} (1 - rep_n / 100).  Su et al. 2022 (SimCTG)."""
+  return float(np.prod([1.0 - rep_n(texts, n) / 100.0 for n in (2, 3, 4)]))
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+  """distinct-n = |unique n-grams over the set| / |n-grams over the set|.
+
+  Li et al. 2016, "A Diversity-Promoting Objective Function for Neural Conversation Models".
+  With no n-gram at all (every text shorter than n words) the result is 0.0.
+  """
+  _check_texts(texts)
+  grams = [gram for text in texts for gram in _ngrams(text.split(), n)]
+  if not grams:
+    return 0.0
+  return len(set(grams)) / len(grams)
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-BLEU.
+
+
+def _top_two_counts(counts_per_text: Sequence[collections.Counter[Ngram]]
+                    ) -> dict[Ngram, tuple[int, int, int]]:
+  """n-gram -> (largest count in any text, index of that text, second largest count).
+
+  The largest count among all texts but i is then the second largest when text i holds the
+  largest, else the largest: the reference max-counts of BLEU in one pass over the set.
+  """
+  top: dict[Ngram, tuple[int, int, int]] = {}
+  for index, counts in enumerate(counts_per_text):
+    for gram, count in counts.items():
+      best, best_index, second = top.get(gram, (0, -1, 0))
+      if count > best:
+        top[gram] = (count, index, best)
+      else:
+        top[gram] = (best, best_index, max(second, count))
+  return top
+
+
+def _max_count_in_others(top: dict[Ngram, tuple[int, int, int]], gram: Ngram,
+                         index: int) -> int:
+  """max over texts j != index of count_j(gram), from `_top_two_counts`."""
+  best, best_index, second = top[gram]
+  return second if best_index == index else best
+
+
+def _closest_other_length(lengths: np.ndarray, index: int) -> int:
+  """BLEU's effective reference length: the other text's length closest to the hypothesis
+  length, ties to the shorter (Papineni et al. 2002; NLTK `closest_ref_length`)."""
+  others = np.delete(lengths, index)
+  distance = np.abs(others - lengths[index])
+  return int(others[distance == distance.min()].min())
+
+
+def _brevity_penalty(hyp_len: int, ref_len: int) -> float:
+  """BP = 1 if c > r, else exp(1 - r / c); 0 for an empty hypothesis (Papineni et al. 2002)."""
+  if hyp_len > ref_len:
+    return 1.0
+  if hyp_len == 0:
+    return 0.0
+  return math.exp(1.0 - ref_len / hyp_len)
+
+
+def _smoothed_bleu(matches: Sequence[int], totals: Sequence[int], hyp_len: int,
+                   ref_len: int, epsilon: float = BLEU_EPSILON) -> float:
+  """BLEU = BP * exp(sum_n (1/N) log p_n), p_n = clipped matches / max(1, hypothesis n-grams).
+
+  Papineni et al. 2002, smoothed by Chen & Cherry 2014 method 1: a zero numerator becomes
+  epsilon. As NLTK `sentence_bleu`, the score is 0 when no unigram matches at all.
+  """
+  if matches[0] == 0:
+    return 0.0
+  log_precisions = []
+  for match, total in zip(matches, totals):
+    denominator = max(1, total)
+    log_precisions.append(math.log((match if match > 0 else epsilon) / denominator))
+  weight = 1.0 / len(matches)
+  return _brevity_penalty(hyp_len, ref_len) * math.exp(
+      math.fsum(weight * lp for lp in log_precisions))
+
+
+def _subsample(texts: Sequence[str], max_texts: int | None, seed: int) -> list[str]:
+  """All texts, or `max_texts` of them drawn without replacement (seeded, order kept)."""
+  if max_texts is None or len(texts) <= max_texts:
+    return list(texts)
+  chosen = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
+  return [texts[i] for i in chosen]
+
+
+def self_bleu(texts: Sequence[str], n: int = 4, *, max_texts: int | None = SELF_BLEU_MAX_TEXTS,
+              seed: int = 0) -> float:
+  """Self-BLEU-n = mean over texts i of BLEU(hypothesis = text i, references = all others).
+
+  Zhu et al. 2018, "Texygen: A Benchmarking Platform for Text Generation Models": uniform
+  weights 1/n, smoothing method 1 (Chen & Cherry 2014, epsilon 0.1). Equal to NLTK's
+  `sentence_bleu(others, text, weights=(1/n,)*n, smoothing_function=method1)` averaged, but
+  without NLTK and linear in the total number of n-grams. Sets larger than `max_texts` are
+  first subsampled to `max_texts` texts (seeded by `seed`; None keeps all), each then scored
+  against the other subsampled texts. Lower is more diverse.
+  """
+  _check_texts(texts)
+  texts = _subsample(texts, max_texts, seed)
+  if len(texts) < 2:
+    raise ValueError("self-BLEU needs at least 2 texts")
+  words_per_text = [text.split() for text in texts]
+  lengths = np.array([len(words) for words in words_per_text], np.int64)
+  counts_per_order = [[collections.Counter(_ngrams(words, k)) for words in words_per_text]
+                      for k in range(1, n + 1)]
+  tops = [_top_two_counts(counts) for counts in counts_per_order]
+  scores = []
+  for index in range(len(texts)):
+    matches, totals = [], []
+    for counts, top in zip(counts_per_order, tops):
+      hyp_counts = counts[index]
+      matches.append(sum(min(count, _max_count_in_others(top, gram, index))
+                         for gram, count in hyp_counts.items()))
+      totals.append(sum(hyp_counts.values()))
+    scores.append(_smoothed_bleu(matches, totals, int(lengths[index]),
+                                 _closest_other_length(lengths, index)))
+  return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------------------------------------
+# Word frequencies.
+
+
+def zipf_fit(frequencies: np.ndarray, max_rank: int = ZIPF_MAX_RANK) -> float:
+  """s of the least-squares fit log f_r = c - s log r over ranks r = 1..min(max_rank, V).
+
+  `frequencies` (counts or probabilities, any order) are sorted descending and ranked from 1;
+  natural logs (s does not depend on the base). Holtzman et al. 2020, "The Curious Case of
+  Neural Text Degeneration", §5 (Zipf's law, f_r ∝ r^-s).
+  """
+  freqs = np.sort(np.asarray(frequencies, np.float64))[::-1][:max_rank]
+  if len(freqs) < 2 or freqs[-1] <= 0:
+    raise ValueError("the Zipf fit needs at least 2 words, all with positive frequency")
+  log_rank = np.log(np.arange(1, len(freqs) + 1, dtype=np.float64))
+  log_freq = np.log(freqs)
+  centered_log_rank = log_rank - log_rank.mean()
+  slope = (np.dot(centered_log_rank, log_freq - log_freq.mean()) /
+           np.dot(centered_log_rank, centered_log_rank))
+  return float(-slope)
+
+
+def zipf_coefficient(texts: Sequence[str], max_rank: int = ZIPF_MAX_RANK) -> float:
+  """`zipf_fit` of the word frequencies over the whole set (Holtzman et al. 2020)."""
+  counts = _word_counts(texts)
+  return zipf_fit(np.fromiter(counts.values(), np.float64, len(counts)), max_rank)
+
+
+def _unigram_distribution(counts: collections.Counter[str], vocab: Sequence[str]) -> np.ndarray:
+  """p(w) = count(w) / total count, over `vocab` (0 for words not in `counts`)."""
+  values = np.array([counts.get(word, 0) for word in vocab], np.float64)
+  return values / sum(counts.values())
+
+
+def unigram_l2(texts: Sequence[str], human_texts: Sequence[str]) -> float:
+  """|| p - q ||_2 of the normalized word-frequency vectors of samples (p) and human (q),
+  over the union of both vocabularies."""
+  sample_counts = _word_counts(texts)
+  human_counts = _word_counts(human_texts, "human texts")
+  vocab = sorted(set(sample_counts) | set(human_counts))
+  difference = (_unigram_distribution(sample_counts, vocab) -
+                _unigram_distribution(human_counts, vocab))
+  return float(np.linalg.norm(difference))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentence lengths.
+
+
+def split_sentences(text: str) -> list[str]:
+  """Sentences of `text`: a split after `.`, `!` or `?` followed by whitespace or the end of
+  the text. A trailing piece without a terminator is a sentence too; pieces with no word are
+  dropped. So "Dr. Smith came." is two sentences, "a.b" and "Hi!Bye." are one."""
+  pieces = _SENTENCE_BOUNDARY.split(text)
+  return [piece.strip() for piece in pieces if piece.split()]
+
+
+def sentence_lengths(texts: Sequence[str]) -> np.ndarray:
+  """Number of whitespace words of every sentence of every text, pooled: int64 [S]."""
+  _check_texts(texts)
+  return np.array([len(sentence.split()) for text in texts for sentence in
+                   split_sentences(text)], np.int64)
+
+
+def _nonempty_sentence_lengths(texts: Sequence[str], name: str = "samples") -> np.ndarray:
+  """`sentence_lengths`, raising when there is no sentence."""
+  lengths = sentence_lengths(texts)
+  if lengths.size == 0:
+    raise ValueError(f"no sentences in the {name}")
+  return lengths
+
+
+def sentence_length_mean(texts: Sequence[str]) -> float:
+  """Mean words per sentence, over all sentences of all texts."""
+  return float(np.mean(_nonempty_sentence_lengths(texts)))
+
+
+def sentence_length_variance(texts: Sequence[str]) -> float:
+  """Population variance (ddof 0) of words per sentence, in words^2."""
+  return float(np.var(_nonempty_sentence_lengths(texts), ddof=0))
+
+
+def sentence_length_w1(texts: Sequence[str], human_texts: Sequence[str]) -> float:
+  """W1 = integral |F_sample(x) - F_human(x)| dx between the empirical sentence-length
+  distributions (1-D Wasserstein-1, in words)."""
+  return float(scipy.stats.wasserstein_distance(
+      _nonempty_sentence_lengths(texts), _nonempty_sentence_lengths(human_texts, "human texts")))
+
+
+# ---------------------------------------------------------------------------------------------
+# MAUVE (optional).
+
+
+def mauve(sample_features: np.ndarray, human_features: np.ndarray, *, seed: int = 25,
+          **mauve_kwargs) -> float | None:
+  """MAUVE (Pillutla et al. 2021) between features of samples [N, F] and human texts [M, F].
+
+  A thin wrapper over `mauve.compute_mauve(p_features=human, q_features=samples)`: quantize
+  both sets by k-means, area under the divergence frontier, in (0, 1] (1 = same). Pass the
+  featurizer's standardized features. Returns None when `mauve-text` is not installed.
+  """
+  try:
+    import mauve as mauve_lib  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  result = mauve_lib.compute_mauve(p_features=np.asarray(human_features),
+                                   q_features=np.asarray(sample_features), seed=seed,
+                                   verbose=False, **mauve_kwargs)
+  return float(result.mauve)
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once.
+
+
+def compute(texts: Sequence[str], human_texts: Sequence[str], *,
+            self_bleu_max_texts: int | None = SELF_BLEU_MAX_TEXTS,
+            seed: int = 0) -> dict[str, float]:
+  """All metrics of COMPUTE_KEYS for samples `texts` against `human_texts`, as Python floats.
+
+  Scores of the human texts themselves: pass them as `texts` too.
+  """
+  rep = {n: rep_n(texts, n) for n in (2, 3, 4)}
+  metrics = {f"rep_{n}": value for n, value in rep.items()}
+  metrics["diversity"] = float(np.prod([1.0 - value / 100.0 for value in rep.values()]))
+  for n in (1, 2, 3):
+    metrics[f"distinct_{n}"] = distinct_n(texts, n)
+  metrics["self_bleu4"] = self_bleu(texts, 4, max_texts=self_bleu_max_texts, seed=seed)
+  metrics["zipf"] = zipf_coefficient(texts)
+  metrics["sent_len_mean"] = sentence_length_mean(texts)
+  metrics["sent_len_var"] = sentence_length_variance(texts)
+  metrics["sent_len_w1"] = sentence_length_w1(texts, human_texts)
+  metrics["unigram_l2"] = unigram_l2(texts, human_texts)
+  return {key: float(metrics[key]) for key in COMPUTE_KEYS}
