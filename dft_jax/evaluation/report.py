@@ -1,0 +1,160 @@
+"""Every metric of the paper table for one set of texts against a human reference (DESIGN §6).
+
+  evaluate(texts, human_texts, tokenizer=..., model=...) -> {"rep_2": ..., "judge_accuracy": ...}
+
+Text metrics work on whitespace words (text_metrics.py). The feature-space divergences embed
+each text's first `window` tokens with the DFT featurizer (losses/features.py; the word-rank
+table comes from the human texts' own unigram counts), standardize by the human texts' mean and
+sd, and compare the two clouds with the debiased Sinkhorn divergence (ε = 0.05 × mean cost) and
+the unbiased RBF-mixture MMD². The judge is a proxy for human preference (judge.py).
+Perplexity needs a model: exp(mean NLL) of the human texts, each scored alone (+ EOS).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.evaluation import judge, samples, text_metrics
+from dft_jax.losses import cross_entropy, divergences, features
+
+KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2", "distinct_3",
+        "self_bleu4", "zipf", "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2",
+        "feature_sinkhorn", "feature_mmd", "judge_accuracy")
+
+
+def fallback_tokenizer(human_texts: Sequence[str], vocab_size: int = 1024):
+  """A byte-level BPE trained on the human texts (deterministic), when no run gives one."""
+  return tokenizer_lib.train_byte_level_bpe(list(human_texts), vocab_size=vocab_size)
+
+
+def _windows(texts, tokenizer, window: int) -> tuple[np.ndarray, np.ndarray]:
+  ids = tokenizer.encode_batch(list(texts))
+  tokens = np.zeros((len(ids), window), np.int32)
+  valid = np.zeros((len(ids), window), bool)
+  for i, row in enumerate(ids):
+    row = row[:window]
+    tokens[i, :len(row)], valid[i, :len(row)] = row, True
+  return tokens, valid
+
+
+class FeatureSpace:
+  """The featurizer's 28 statistics, standardized by a human reference."""
+
+  def __init__(self, human_texts: Sequence[str], tokenizer, window: int = 64):
+    self.tokenizer, self.window = tokenizer, window
+    ids = tokenizer.encode_batch(list(human_texts))
+    counts = np.bincount(np.concatenate([np.asarray(r, np.int64) for r in ids] + [[]]).astype(
+        np.int64), minlength=tokenizer.vocab_size).astype(np.float64)
+    self.tables = features.build_tables(tokenizer, counts)
+    raw = self.raw(human_texts)
+    self.mean_F, sd = raw.mean(0), raw.std(0)
+    self.sd_F = np.where(sd > 1e-6, sd, 1.0)
+    self.human_NxF = self.standardize(raw)
+
+  def raw(self, texts) -> np.ndarray:
+    tokens, valid = _windows(texts, self.tokenizer, self.window)
+    fn = jax.jit(lambda t, v: features.featurize_batch(t, v, self.tables))
+    return np.asarray(fn(tokens, valid), np.float64)
+
+  def standardize(self, x_NxF):
+    return (x_NxF - self.mean_F) / self.sd_F
+
+  def __call__(self, texts) -> np.ndarray:
+    return self.standardize(self.raw(texts))
+
+  def divergences(self, feats_NxF: np.ndarray, against_MxF: np.ndarray | None = None) -> dict:
+    """Sinkhorn divergence and MMD² of the texts' features to the human ones (or `against`)."""
+    y = self.human_NxF if against_MxF is None else against_MxF
+    x, y = jnp.asarray(feats_NxF, jnp.float32), jnp.asarray(y, jnp.float32)
+    return {"feature_sinkhorn": float(divergences.sinkhorn(x, y)[0]),
+            "feature_mmd": float(divergences.mmd(x, y)[0])}
+
+  def gaps(self, feats_NxF: np.ndarray) -> dict:
+    """Standardized mean gap of each feature (sample mean − human mean, in human sds)."""
+    gap_F = feats_NxF.mean(0) - self.human_NxF.mean(0)
+    return dict(zip(features.FEATURE_NAMES, map(float, gap_F)))
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _nll(graphdef, state, batch):
+  logits = cross_entropy.forward(nnx.merge(graphdef, state), batch)
+  return cross_entropy.token_nll(logits, batch)
+
+
+def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
+               batch_size: int = 16) -> dict:
+  """exp(total NLL / predicted tokens) of the texts, each scored alone with EOS appended.
+
+  A text longer than `seq_len` is scored in consecutive pieces (each piece's first token is
+  context, as in training's packed rows).
+  """
+  eos = samples.eos_id(tokenizer)
+  pieces = [ids[i:i + seq_len] for ids in tokenizer.encode_batch(list(texts))
+            for ids in [ids + [eos]] for i in range(0, len(ids), seq_len)]
+  pieces = [p for p in pieces if len(p) > 1]
+  if not pieces:
+    raise ValueError("no text has a token to predict")
+  rows = -(-len(pieces) // batch_size) * batch_size
+  batch = {k: np.zeros((rows, seq_len), np.int32) for k in ("tokens", "segment_ids",
+                                                            "positions")}
+  batch["loss_mask"] = np.zeros((rows, seq_len), np.float32)
+  for r, p in enumerate(pieces):
+    batch["tokens"][r, :len(p)], batch["segment_ids"][r, :len(p)] = p, 1
+    batch["positions"][r, :len(p)] = np.arange(len(p))
+    batch["loss_mask"][r, 1:len(p)] = 1.0
+  graphdef, state = nnx.split(model)
+  total = count = 0.0
+  for start in range(0, rows, batch_size):
+    nll, n = _nll(graphdef, state, {k: v[start:start + batch_size] for k, v in batch.items()})
+    total, count = total + float(nll), count + float(n)
+  return {"perplexity": math.exp(min(total / count, 50.0)), "ppl_tokens": int(count)}
+
+
+def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None,
+             feature_space: FeatureSpace | None = None, model=None, window: int = 64,
+             judge_folds: int = 5, seed: int = 0) -> dict:
+  """The table's metrics of `texts` against `human_texts` (plus perplexity given a model)."""
+  texts, human_texts = list(texts), list(human_texts)
+  if not texts or not human_texts:
+    raise ValueError("no texts to evaluate" if not texts else "no human reference texts")
+  out = text_metrics.compute(texts, human_texts)
+  space = feature_space or FeatureSpace(human_texts, tokenizer or fallback_tokenizer(
+      human_texts), window)
+  out.update(space.divergences(space(texts)))
+  out["judge_accuracy"] = judge.two_sample_accuracy(human_texts, texts, folds=judge_folds,
+                                                    seed=seed)["accuracy"]
+  mauve = text_metrics.mauve(space(texts), space.human_NxF)
+  if mauve is not None:
+    out["mauve"] = mauve
+  if model is not None:
+    out.update(perplexity(model, tokenizer or space.tokenizer, human_texts))
+  return out
+
+
+def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
+                    judge_folds: int = 5, seed: int = 0) -> dict:
+  """The human row: its own text metrics, and the comparative ones (W1, L2, divergences,
+  judge) between its two halves (even / odd texts) — the split-half noise floor.
+
+  Comparing the texts with themselves would say nothing (W1 = 0 by definition) or mislead: the
+  judge, cross-validated on duplicates, learns each held-out text's copy in the other class.
+  """
+  human_texts = list(human_texts)
+  a, b = human_texts[0::2], human_texts[1::2]
+  out = text_metrics.compute(human_texts, human_texts)
+  half = text_metrics.compute(a, b)
+  for key in ("sent_len_w1", "unigram_l2"):
+    out[key] = half[key]
+  feats = feature_space(human_texts)
+  out.update(feature_space.divergences(feats[0::2], feats[1::2]))
+  out["judge_accuracy"] = judge.two_sample_accuracy(b, a, folds=judge_folds,
+                                                    seed=seed)["accuracy"]
+  return out

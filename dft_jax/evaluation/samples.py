@@ -1,0 +1,130 @@
+"""Held-out prompts, their human continuations, model continuations, and the files that hold them.
+
+Prompts are the first `prompt_len` tokens of validation documents (in corpus order), so every
+run and the human reference continue the same prompts: line i of every samples file belongs to
+prompt i. Sample files are JSONL with one {"prompt", "text"} per line; readers also accept
+plain text, one document per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from dft_jax import sampling
+from dft_jax.data import pipeline, sources
+from dft_jax.data.tokenizer import Tokenizer
+
+
+def eos_id(tokenizer: Tokenizer) -> int:
+  return pipeline.special_ids(tokenizer, pipeline.PipelineConfig(2, 1))[1]
+
+
+def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len: int,
+             continuation_len: int, split: str = "validation",
+             data_dir: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+  """Prompts [N, prompt_len] and the human continuations (token ids, up to `continuation_len`)
+  of the first `num_prompts` documents of `split` long enough to give a full prompt and at
+  least one more token."""
+  docs = sources.documents(corpus, split, data_dir)
+  prompts, human = [], []
+  for start in range(0, len(docs), 256):
+    texts = [d.decode("utf-8", "replace") if isinstance(d, bytes) else d
+             for d in (docs[i] for i in range(start, min(start + 256, len(docs))))]
+    for ids in tokenizer.encode_batch(texts):
+      if len(ids) > prompt_len:
+        prompts.append(ids[:prompt_len])
+        human.append(np.asarray(ids[prompt_len:prompt_len + continuation_len], np.int32))
+      if len(prompts) == num_prompts:
+        return np.asarray(prompts, np.int32), human
+  if not prompts:
+    raise ValueError(f"no {split} document of {corpus!r} is longer than {prompt_len} tokens")
+  return np.asarray(prompts, np.int32), human
+
+
+def continue_prompts(model, prompts_NxP: np.ndarray, *, max_new_tokens: int, seed: int,
+                     eos: int, batch_size: int = 32, temperature: float = 1.0, top_k: int = 0,
+                     top_p: float = 1.0) -> list[np.ndarray]:
+  """Continuations (ids before the first EOS) of each prompt; batch b uses fold_in(seed, b).
+
+  The last batch is padded with copies of its last prompt, so one compiled decoder serves all.
+  """
+  key = jax.random.key(seed)
+  out = []
+  for b, start in enumerate(range(0, len(prompts_NxP), batch_size)):
+    chunk = prompts_NxP[start:start + batch_size]
+    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
+    s = sampling.generate(model, padded, max_new_tokens=max_new_tokens,
+                          rng=jax.random.fold_in(key, b), temperature=temperature,
+                          top_k=top_k, top_p=top_p, eos_id=eos, pad_id=eos)
+    tokens, valid = np.asarray(s.tokens_BxG), np.asarray(s.valid_BxG)
+    for row, ok in zip(tokens[:len(chunk)], valid[:len(chunk)]):
+      out.append(row[ok & (row != eos)])
+  return out
+
+
+def records(tokenizer: Tokenizer, prompts_NxP, continuations: Sequence[np.ndarray]) -> list[dict]:
+  return [{"prompt": tokenizer.decode(p.tolist()), "text": tokenizer.decode(c.tolist())}
+          for p, c in zip(prompts_NxP, continuations)]
+
+
+def write_jsonl(path: str, rows: Sequence[dict]) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+def read_texts(path: str) -> list[str]:
+  """Texts of a JSONL file (its `text` field) or of a plain file (one document per line)."""
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file")
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = [line.rstrip("\n") for line in f if line.strip()]
+  if not lines:
+    raise ValueError(f"{path}: empty (no texts)")
+  if not lines[0].lstrip().startswith("{"):
+    return lines
+  texts = []
+  for n, line in enumerate(lines, 1):
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+      raise ValueError(f"{path}:{n}: a JSON line without a string 'text' field")
+    texts.append(row["text"])
+  return texts
+
+
+def run_corpus(workdir: str) -> str:
+  """The corpus a run was fine-tuned on (its config.json's data.corpus)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"{workdir}: not a training workdir (no config.json)")
+  with open(path) as f:
+    return json.load(f)["data"]["corpus"]
+
+
+def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64,
+               prompt_len: int = 16, max_new_tokens: int = 64, seed: int = 0,
+               split: str = "validation", data_dir: str | None = None,
+               **decoding) -> tuple[list[dict], list[dict]]:
+  """A run's continuations of held-out prompts, and the human continuations of the same
+  prompts: two lists of {"prompt", "text"} in prompt order."""
+  from dft_jax.data import tokenizer as tokenizer_lib
+  from dft_jax.train import checkpoint
+  corpus = corpus or run_corpus(workdir)
+  tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer.json"))
+  model, _ = checkpoint.load_model(workdir)
+  prompts, human = held_out(corpus, tok, num_prompts=num_prompts, prompt_len=prompt_len,
+                            continuation_len=max_new_tokens, split=split, data_dir=data_dir)
+  texts = continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
+                           eos=eos_id(tok), **decoding)
+  return records(tok, prompts, texts), records(tok, prompts, human)

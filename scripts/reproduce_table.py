@@ -1,0 +1,67 @@
+r"""The paper table from finished runs, or from a sweep it trains first (resumable).
+
+  python scripts/reproduce_table.py runs/base runs/sft_literary runs/dft_literary --out table/
+  python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1
+  python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
+      --root runs/table1_full
+
+Writes table.md, table.tex, results.json, samples/*.jsonl and PNG plots (sentence-length
+histograms, per-feature standardized gaps, training curves) to --out (default ROOT/table),
+then prints the Markdown table. Without a sweep, rows are named from each run's config.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dft_jax import sweeps  # noqa: E402
+from dft_jax.evaluation import reproduce  # noqa: E402
+
+flags.DEFINE_string("sweep", None, "experiments/FILE.py[:args] whose runs make the table.")
+flags.DEFINE_string("root", None, "Where the sweep's runs live (with --sweep).")
+flags.DEFINE_string("out", None, "Output directory (default: ROOT/table).")
+flags.DEFINE_bool("train", True, "With --sweep: train runs that are missing or unfinished.")
+flags.DEFINE_string("corpus", None, "Prompts' corpus (default: the fine-tuned runs' corpus).")
+flags.DEFINE_integer("num_prompts", 64, "Held-out prompts.")
+flags.DEFINE_integer("prompt_len", 16, "Prompt length in tokens.")
+flags.DEFINE_integer("max_new_tokens", 64, "Continuation length in tokens.")
+flags.DEFINE_integer("seed", 0, "Sampling seed (the same for every run).")
+flags.DEFINE_integer("ppl_docs", 64, "Validation documents scored for perplexity.")
+flags.DEFINE_bool("reported", True, "Print the article's reported figures beside ours.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  run_dirs = argv[1:]
+  if bool(FLAGS.sweep) == bool(run_dirs):
+    raise app.UsageError("give run directories, or --sweep FILE --root DIR")
+  try:
+    if FLAGS.sweep:
+      if not FLAGS.root:
+        raise app.UsageError("--sweep needs --root")
+      runs = sweeps.load(FLAGS.sweep)
+      sweeps.write_manifest(runs, FLAGS.root, FLAGS.sweep)
+      if FLAGS.train:
+        sweeps.run_all(runs, FLAGS.root)
+      pairs = [(sweeps.workdir(r, FLAGS.root), r["row"]) for r in runs]
+      out = FLAGS.out or os.path.join(FLAGS.root, "table")
+    else:
+      pairs = [(d, None) for d in run_dirs]
+      if not FLAGS.out:
+        raise app.UsageError("give --out DIR")
+      out = FLAGS.out
+    reproduce.reproduce(pairs, out, corpus=FLAGS.corpus, num_prompts=FLAGS.num_prompts,
+                        prompt_len=FLAGS.prompt_len, max_new_tokens=FLAGS.max_new_tokens,
+                        seed=FLAGS.seed, ppl_docs=FLAGS.ppl_docs, reported=FLAGS.reported)
+  except (ValueError, FileNotFoundError, RuntimeError) as e:
+    print(f"reproduce_table: error: {e}", file=sys.stderr)
+    sys.exit(1)
+  with open(os.path.join(out, "table.md")) as f:
+    print(f.read())
+
+
+if __name__ == "__main__":
+  app.run(main)
