@@ -6,6 +6,11 @@
 
 Runs as is: with no init_from it starts from a fresh tiny model, and says so. The reference
 statistics of the domain are computed with the run's tokenizer on first use and cached.
+
+The sweep (scripts/sweep.py): the base pretraining, then DFT at each lambda of LAMS over seeds
+0..seeds-1 (the other knobs: experiments/ablations.py).
+
+  python scripts/sweep.py experiments/dft.py:domain=news,seeds=2 --root runs/dft_news
 """
 
 import os
@@ -13,7 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import base  # noqa: E402
+from dft_jax import sweeps  # noqa: E402
 from dft_jax.losses import features  # noqa: E402
+
+LAMS = (0.01, 0.05, 0.2, 1.0)
 
 
 def dft_loss(**kw):
@@ -50,3 +58,16 @@ def get_config(arg=None):
   c = base.finetune_config(a)
   c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode)
   return c
+
+
+def get_sweep(arg=None):
+  a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, seeds=1,
+                     base_steps=300, divergence="sinkhorn", estimator="score_function")
+  runs = [sweeps.base_run(a.model, a.base_steps)]
+  for lam in LAMS:
+    config = "experiments/dft.py:" + sweeps.arg_string(
+        domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=lam,
+        divergence=a.divergence, estimator=a.estimator)
+    runs += [sweeps.run(f"dft_lam{lam}_s{seed}", config, row=f"DFT (λ={lam})", seed=seed,
+                        init_from="{base}") for seed in range(a.seeds)]
+  return runs

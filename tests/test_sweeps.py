@@ -1,0 +1,306 @@
+"""Sweeps: the paper table and the ablations expand as intended, every run's config builds
+through config_flags (tuple overrides included) into a loss config the loss accepts, --print
+lines parse back, bad sweeps fail naming the run, run_all skips done runs and stops at a
+failure. No training: the trainer is faked (in process, or as a subprocess that runs the train
+CLI's own flag parsing and writes what a finished run leaves)."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dft_jax import losses, sweeps
+from dft_jax.losses import divergences, features
+
+REPO = sweeps.REPO
+ROOT = "/tmp/sweep_root"
+FINETUNES = ("SFT", "DFT (score-function)", "MixCE", "TaiLr")
+
+
+def _by_row(runs):
+  out = {}
+  for r in runs:
+    out.setdefault(r["row"], []).append(r)
+  return out
+
+
+def test_table1_expansion():
+  runs = sweeps.load("experiments/table1.py")
+  assert runs[0]["name"] == "base" and runs[0]["row"] == "base" and runs[0]["after"] == []
+  assert "pretrain_tiny.py" in runs[0]["config"]
+  rows = _by_row(runs)
+  assert list(rows) == ["base", *FINETUNES]
+  for row in FINETUNES:
+    assert [r["seed"] for r in rows[row]] == [0, 1, 2]
+    for r in rows[row]:
+      assert r["after"] == ["base"]
+      assert r["overrides"] == {"seed": r["seed"], "init_from": "{base}"}
+  assert len({r["name"] for r in runs}) == len(runs) == 13
+
+  small = sweeps.load("experiments/table1.py:domain=news,seeds=2,steps=7,baselines=False")
+  assert list(_by_row(small)) == ["base", "SFT", "DFT (score-function)"]
+  assert [r["name"] for r in small] == ["base", "sft_s0", "dft_s0", "sft_s1", "dft_s1"]
+  assert all("domain=news" in r["config"] and "steps=7" in r["config"] for r in small[1:])
+
+
+def test_table1_get_config_is_its_dft_run():
+  from experiments import dft, table1
+  ours = table1.get_config("domain=news,steps=7,seeds=5")
+  assert ours.to_json() == dft.get_config("domain=news,steps=7").to_json()
+  run = next(r for r in sweeps.load("experiments/table1.py:domain=news,steps=7") if
+             r["name"] == "dft_s0")
+  built = sweeps.build_config(run, ROOT)
+  assert built.loss.to_json() == ours.loss.to_json() and built.total_steps == 7
+
+
+@pytest.mark.parametrize("family,count", [("lam", 3), ("epsilon", 2), ("groups", 5),
+                                          ("estimator", 2), ("divergence", 2), ("mode", 1),
+                                          ("gen_len", 2), ("all", 17)])
+def test_ablation_families(family, count):
+  """base + the shared reference run + the family's other values, per seed."""
+  runs = sweeps.load(f"experiments/ablations.py:family={family}")
+  assert [r["name"] for r in runs[:2]] == ["base", "ref_s0"]
+  assert len(runs) == 2 + count
+  two = sweeps.load(f"experiments/ablations.py:family={family},seeds=2")
+  assert len(two) == 1 + 2 * (1 + count)
+  assert len({r["name"] for r in two}) == len(two)
+  assert all(r["after"] == ["base"] for r in two[1:])
+
+
+def test_unknown_ablation_family():
+  with pytest.raises(ValueError, match="unknown ablation family 'nope'"):
+    sweeps.load("experiments/ablations.py:family=nope")
+
+
+SWEEPS = ["experiments/table1.py", "experiments/ablations.py:family=all",
+          "experiments/sft.py", "experiments/dft.py", "experiments/baselines.py"]
+
+
+def _check_loss(loss):
+  """What losses.make checks before it needs a tokenizer and the domain's statistics."""
+  if loss.name != "dft":
+    losses.make(loss, None)
+    return
+  with pytest.raises(ValueError, match="needs the run's tokenizer"):
+    losses.make(loss, None)  # every earlier check passed
+  features.group_mask(loss.groups)
+  divergences.make(loss.divergence)
+  assert loss.prompt_len + loss.gen_len <= 2048
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_run_builds_through_config_flags(sweep):
+  runs = sweeps.load(sweep)
+  for r in runs:
+    config = sweeps.build_config(r, ROOT)
+    assert config.seed == r["seed"]
+    assert config.init_from == ("" if r["name"] == "base" else os.path.join(ROOT, "base"))
+    for key, value in r["overrides"].items():
+      got = config
+      for part in key.split("."):
+        got = got[part]
+      want = sweeps._resolve(value, ROOT) if isinstance(value, str) else value
+      assert got == want and type(got) is type(want), (r["name"], key, got)
+    _check_loss(config.loss)
+
+
+def test_ablation_values_reach_the_loss_config():
+  built = {r["name"]: sweeps.build_config(r, ROOT).loss
+           for r in sweeps.load("experiments/ablations.py:family=all")[1:]}
+  ref = built["ref_s0"]
+  assert (ref.lam, ref.epsilon, ref.estimator, ref.divergence, ref.mode, ref.gen_len) == \
+      (0.05, 0.05, "score_function", "sinkhorn", "joint", 64)
+  assert ref.groups == tuple(features.GROUPS)
+  assert built["lam1.0_s0"].lam == 1.0 and built["epsilon0.01_s0"].epsilon == 0.01
+  assert built["no_entropy_s0"].groups == tuple(g for g in features.GROUPS if g != "entropy")
+  assert built["straight_through_s0"].estimator == "straight_through"
+  assert built["energy_s0"].divergence == "energy" and built["alternate_s0"].mode == "alternate"
+  assert built["gen_len128_s0"].gen_len == 128
+  for name, loss in built.items():  # one knob at a time
+    diffs = [k for k in ref if loss[k] != ref[k]]
+    assert len(diffs) == (0 if name == "ref_s0" else 1), (name, diffs)
+
+
+def test_flag_values():
+  assert sweeps.flag_value(("a",)) == '("a",)'
+  assert sweeps.flag_value(("a", "b")) == '("a", "b")'
+  assert sweeps.flag_value(True) == "true" and sweeps.flag_value(0.2) == "0.2"
+
+
+def _script(*args):
+  done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "sweep.py"), *args],
+                        capture_output=True, text=True, cwd=REPO, timeout=120)
+  return done
+
+
+def test_print_lines_parse_back_and_manifest(tmp_path):
+  root = str(tmp_path / "abl")
+  sweep = "experiments/ablations.py:family=groups,seeds=2"
+  done = _script(sweep, "--root", root, "--print")
+  assert done.returncode == 0, done.stderr
+  lines = done.stdout.strip().splitlines()
+  runs = sweeps.load(sweep)
+  assert [shlex.split(line) for line in lines] == [sweeps.command(r, root) for r in runs]
+  ablated = shlex.split(lines[2])
+  assert f"--config.init_from={root}/base" in ablated
+  assert '--config.loss.groups=("diversity", "sentence_length", "punctuation", "entropy")' in \
+      ablated
+  manifest = sweeps.read_manifest(root)
+  assert (manifest["sweep"], manifest["arg"]) == ("experiments/ablations.py",
+                                                  "family=groups,seeds=2")
+  assert [{k: r[k] for k in sweeps.KEYS} for r in manifest["runs"]] == runs
+  assert manifest["runs"][2]["workdir"] == os.path.join(root, runs[2]["name"])
+
+
+def test_bad_override_fails_before_anything(tmp_path):
+  bad = sweeps.run("x", "experiments/dft.py", **{"loss.epsilonn": 0.1})
+  with pytest.raises(ValueError, match="run 'x'"):
+    sweeps.build_config(bad, str(tmp_path))
+  with pytest.raises(ValueError, match="run 'x'"):
+    sweeps.build_config(sweeps.run("x", "experiments/dft.py", **{"loss.gen_len": "long"}),
+                        str(tmp_path))
+
+
+def _sweep_file(tmp_path, runs_src):
+  path = tmp_path / "bad_sweep.py"
+  path.write_text(textwrap.dedent(f"""
+      def get_sweep(arg=None):
+        c = "experiments/sft.py"
+        return {runs_src}
+      """))
+  return str(path)
+
+
+@pytest.mark.parametrize("runs_src,message", [
+    ("[dict(name='a', config=c), dict(name='a', config=c)]", "run 'a': duplicate name"),
+    ("[dict(name='a', config=c, after=['z'])]", "run 'a': depends on 'z', which is not a run"),
+    ("[dict(name='a', config=c, after=['b']), dict(name='b', config=c)]",
+     "run 'a': depends on 'b', which comes later"),
+    ("[dict(name='a', config=c, overrides={'init_from': '{basee}'})]",
+     "run 'a': depends on 'basee', which is not a run"),
+    ("[dict(name='a/b', config=c)]", "run 'a/b': the name must be filesystem-safe"),
+    ("[dict(name='a', config=c, seed=1, overrides={'seed': 2})]", "run 'a': seed 1"),
+    ("[dict(name='a', config=c, overrides={'x': None})]", "run 'a': override x=None"),
+    ("[]", "non-empty list"),
+])
+def test_bad_sweeps(tmp_path, runs_src, message):
+  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    sweeps.load(_sweep_file(tmp_path, runs_src))
+
+
+def test_references_become_dependencies():
+  runs = sweeps.validate([sweeps.run("a", "c.py"),
+                          sweeps.run("b", "c.py", **{"loss.stats_file": "{a}/x.npz"})])
+  assert runs[1]["after"] == ["a"]
+  assert "--config.loss.stats_file=/r/a/x.npz" in sweeps.command(runs[1], "/r")
+
+
+# --- run_all with a fake trainer -------------------------------------------------------------
+
+
+def _micro():
+  """base + two fine-tunes of a few steps (never trained here)."""
+  return sweeps.validate([
+      sweeps.base_run(steps=2),
+      sweeps.run("sft_s0", "experiments/sft.py:steps=2", row="SFT", seed=0, init_from="{base}"),
+      sweeps.run("dft_s0", "experiments/dft.py:steps=2", row="DFT (score-function)", seed=0,
+                 init_from="{base}", **{"loss.groups": ("word_frequency", "entropy")}),
+  ])
+
+
+class FakeTrainer:
+  """execute(argv, cwd, log_path): leaves what a finished run leaves (config.json, the last
+  step's checkpoint), or fails / stops early for the runs named so."""
+
+  def __init__(self, runs, root, fail=(), preempt=()):
+    self.runs, self.root = {r["name"]: r for r in runs}, root
+    self.fail, self.preempt, self.calls = set(fail), set(preempt), []
+
+  def __call__(self, argv, cwd, log_path):
+    assert cwd == REPO and argv[1:3] == ["-m", "dft_jax.train"]
+    workdir = argv[-1][len("--workdir="):]
+    name = os.path.basename(workdir)
+    self.calls.append(name)
+    if name in self.fail:
+      return 1
+    config = sweeps.build_config(self.runs[name], self.root)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+    last = 1 if name in self.preempt else config.total_steps
+    os.makedirs(os.path.join(workdir, "checkpoints", str(last)))
+    return 0
+
+
+def test_run_all_skips_done_runs_and_stops_at_a_failure(tmp_path):
+  runs, root, lines = _micro(), str(tmp_path), []
+  fake = FakeTrainer(runs, root, fail={"sft_s0"})
+  with pytest.raises(sweeps.SweepError, match="run 'sft_s0' .* exit status 1"):
+    sweeps.run_all(runs, root, log=lines.append, execute=fake)
+  assert fake.calls == ["base", "sft_s0"]
+  assert sweeps.finished(os.path.join(root, "base"))
+  assert lines[0].startswith("[1/3] base: python") and lines[1].startswith("[2/3] sft_s0: ")
+
+  fake, lines = FakeTrainer(runs, root), []
+  sweeps.run_all(runs, root, log=lines.append, execute=fake)
+  assert fake.calls == ["sft_s0", "dft_s0"]
+  assert lines[0].startswith("[1/3] base: done, skipped")
+
+  fake = FakeTrainer(runs, root)
+  sweeps.run_all(runs, root, log=lambda _: None, execute=fake)
+  assert fake.calls == []
+
+
+def test_run_all_preempted_run_is_not_done(tmp_path):
+  runs, root = _micro(), str(tmp_path)
+  with pytest.raises(sweeps.SweepError, match="run 'base' exited before its last step"):
+    sweeps.run_all(runs, root, log=lambda _: None,
+                   execute=FakeTrainer(runs, root, preempt={"base"}))
+  assert not sweeps.finished(os.path.join(root, "base"))
+
+
+def test_run_all_refuses_a_workdir_of_another_config(tmp_path):
+  runs, root = _micro(), str(tmp_path)
+  sweeps.run_all(runs, root, log=lambda _: None, execute=FakeTrainer(runs, root))
+  other = _micro()
+  other[2]["overrides"]["loss.groups"] = ("entropy",)
+  fake = FakeTrainer(other, root)
+  with pytest.raises(ValueError, match=r"run 'dft_s0': .* another config \(loss.groups"):
+    sweeps.run_all(other, root, log=lambda _: None, execute=fake)
+  assert fake.calls == []
+
+
+FAKE_PYTHON = """\
+#!{python}
+# Stands in for `python -m dft_jax.train`: the train CLI's own flag parsing, then what a
+# finished run leaves.
+import os, sys
+assert sys.argv[1:3] == ["-m", "dft_jax.train"], sys.argv
+from dft_jax.train.__main__ import FLAGS, parse_flags
+parse_flags(["train", *sys.argv[3:]])
+os.makedirs(os.path.join(FLAGS.workdir, "checkpoints", str(FLAGS.config.total_steps)))
+with open(os.path.join(FLAGS.workdir, "config.json"), "w") as f:
+  f.write(FLAGS.config.to_json(indent=2))
+print("fake train:", FLAGS.config.loss.get("groups"), FLAGS.config.init_from)
+"""
+
+
+def test_run_all_through_the_train_cli_flags(tmp_path, capsys):
+  """The real subprocess path: argv parsed by dft_jax.train's flags (the tuple override too),
+  output teed to the run's train.log."""
+  fake = tmp_path / "python"
+  fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+  fake.chmod(0o755)
+  runs, root = _micro(), str(tmp_path / "runs")
+  sweeps.run_all(runs, root, log=lambda _: None, python=str(fake))
+  with open(os.path.join(root, "dft_s0", "config.json")) as f:
+    saved = json.load(f)
+  assert saved["loss"]["groups"] == ["word_frequency", "entropy"]
+  assert saved["init_from"] == os.path.join(root, "base") and saved["seed"] == 0
+  with open(os.path.join(root, "dft_s0", sweeps.LOG_FILE)) as f:
+    assert "fake train: ('word_frequency', 'entropy')" in f.read()
+  assert all(sweeps.finished(os.path.join(root, r["name"])) for r in runs)
+  assert "fake train:" in capsys.readouterr().out
