@@ -1,12 +1,15 @@
 """The paper's main table: base, SFT, DFT and the token-level baselines on one target domain.
 
-  python scripts/sweep.py experiments/table1.py --root runs/table1                  # here
-  python scripts/sweep.py experiments/table1.py:domain=news,seeds=1 --root runs/t1 --print
+  python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1   # demo
+  python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
+      --root runs/table1_full                                  # every row, 3 seeds (13 runs)
+  python scripts/sweep.py experiments/table1.py:domain=news,seeds=3 --root runs/t1 --print
 
 Rows: "base" (the pretrained model itself, run `base`), "SFT", "DFT (score-function)", and with
 baselines=True "MixCE" and "TaiLr" (EMO: experiments/baselines.py). Every fine-tune starts from
 `base` and is repeated over seeds 0..seeds-1, seed-major, so a sweep cut short already has each
-row. Arguments: domain, model, seeds, steps (fine-tunes), base_steps, lam, baselines.
+row. Arguments: domain, model, seeds, steps (fine-tunes), base_steps, lam, baselines. The
+defaults (one seed, no baselines: base, SFT, DFT) are the README's demo, ~10 min on 2 cores.
 
 As a config it is the table's DFT run, for one run by hand:
 
@@ -23,8 +26,8 @@ from dft_jax import sweeps  # noqa: E402
 
 
 def _arg(arg):
-  return base.parse_arg(arg, domain="literary", model="tiny", seeds=3, steps=100, base_steps=300,
-                        lam=0.05, baselines=True)
+  return base.parse_arg(arg, domain="literary", model="tiny", seeds=1, steps=100, base_steps=300,
+                        lam=0.05, baselines=False)
 
 
 def _dft_arg(a):

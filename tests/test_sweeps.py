@@ -29,7 +29,9 @@ def _by_row(runs):
 
 
 def test_table1_expansion():
-  runs = sweeps.load("experiments/table1.py")
+  demo = sweeps.load("experiments/table1.py")
+  assert [r["name"] for r in demo] == ["base", "sft_s0", "dft_s0"]
+  runs = sweeps.load("experiments/table1.py:baselines=True,seeds=3")
   assert runs[0]["name"] == "base" and runs[0]["row"] == "base" and runs[0]["after"] == []
   assert "pretrain_tiny.py" in runs[0]["config"]
   rows = _by_row(runs)

@@ -14,13 +14,13 @@ WORDS = ("the cat dog sat ran on a mat big small red house tree river stone quie
          "and but then so it was is over under near").split()
 
 
-def make_corpus(root) -> tuple[str, str]:
-  """A directory of 60 short synthetic documents and a 300-token BPE trained on them."""
+def make_corpus(root, num_docs: int = 60) -> tuple[str, str]:
+  """A directory of short synthetic documents and a 300-token BPE trained on them."""
   rng = np.random.RandomState(0)
   text_dir = os.path.join(root, "texts")
   os.makedirs(text_dir, exist_ok=True)
   docs = []
-  for i in range(60):
+  for i in range(num_docs):
     sentences = [" ".join(rng.choice(WORDS, rng.randint(3, 12))).capitalize() + "."
                  for _ in range(rng.randint(1, 6))]
     docs.append(" ".join(sentences))

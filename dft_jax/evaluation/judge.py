@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import re
 import string
 import zlib
 from typing import Sequence
@@ -43,13 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dft_jax.evaluation import text_metrics
+
 N_BUCKETS = 2 ** 14
 STEPS = 300
 L2 = 1e-2
 LEARNING_RATE = 0.05
 DENSE_NAMES = ("log_words", "mean_word_len", "type_token_ratio", "log_sentences",
                "sent_len_mean", "sent_len_sd", "punct_per_word")
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s+|$)")
 _PUNCT = frozenset(string.punctuation)
 
 
@@ -88,16 +88,12 @@ def _hashed(words: list[str], n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
   return ids_K, vals_K
 
 
-def sentence_lengths(text: str) -> list[int]:
-  """Words per sentence; sentences end after . ! or ? followed by whitespace or the end."""
-  return [n for n in (len(s.split()) for s in _SENTENCE_END.split(text.strip())) if n]
-
-
 def style_stats(text: str) -> np.ndarray:
   """The dense style statistics of one text (DENSE_NAMES order); zeros for an empty text."""
   words = text.split()
   n_words = len(words)
-  lengths = np.asarray(sentence_lengths(text), np.float64)
+  lengths = np.asarray([len(s.split()) for s in text_metrics.split_sentences(text)],
+                       np.float64)
   if not n_words:
     return np.zeros(len(DENSE_NAMES))
   return np.asarray([

@@ -45,6 +45,11 @@ def _windows(texts, tokenizer, window: int) -> tuple[np.ndarray, np.ndarray]:
   return tokens, valid
 
 
+@jax.jit
+def _divergences(x_NxF, y_MxF):
+  return divergences.sinkhorn(x_NxF, y_MxF)[0], divergences.mmd(x_NxF, y_MxF)[0]
+
+
 class FeatureSpace:
   """The featurizer's 28 statistics, standardized by a human reference."""
 
@@ -54,6 +59,7 @@ class FeatureSpace:
     counts = np.bincount(np.concatenate([np.asarray(r, np.int64) for r in ids] + [[]]).astype(
         np.int64), minlength=tokenizer.vocab_size).astype(np.float64)
     self.tables = features.build_tables(tokenizer, counts)
+    self._featurize = jax.jit(lambda t, v: features.featurize_batch(t, v, self.tables))
     raw = self.raw(human_texts)
     self.mean_F, sd = raw.mean(0), raw.std(0)
     self.sd_F = np.where(sd > 1e-6, sd, 1.0)
@@ -61,8 +67,7 @@ class FeatureSpace:
 
   def raw(self, texts) -> np.ndarray:
     tokens, valid = _windows(texts, self.tokenizer, self.window)
-    fn = jax.jit(lambda t, v: features.featurize_batch(t, v, self.tables))
-    return np.asarray(fn(tokens, valid), np.float64)
+    return np.asarray(self._featurize(tokens, valid), np.float64)
 
   def standardize(self, x_NxF):
     return (x_NxF - self.mean_F) / self.sd_F
@@ -73,9 +78,8 @@ class FeatureSpace:
   def divergences(self, feats_NxF: np.ndarray, against_MxF: np.ndarray | None = None) -> dict:
     """Sinkhorn divergence and MMD² of the texts' features to the human ones (or `against`)."""
     y = self.human_NxF if against_MxF is None else against_MxF
-    x, y = jnp.asarray(feats_NxF, jnp.float32), jnp.asarray(y, jnp.float32)
-    return {"feature_sinkhorn": float(divergences.sinkhorn(x, y)[0]),
-            "feature_mmd": float(divergences.mmd(x, y)[0])}
+    sink, mmd = _divergences(jnp.asarray(feats_NxF, jnp.float32), jnp.asarray(y, jnp.float32))
+    return {"feature_sinkhorn": float(sink), "feature_mmd": float(mmd)}
 
   def gaps(self, feats_NxF: np.ndarray) -> dict:
     """Standardized mean gap of each feature (sample mean − human mean, in human sds)."""
@@ -118,6 +122,12 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
   return {"perplexity": math.exp(min(total / count, 50.0)), "ppl_tokens": int(count)}
 
 
+def judge_accuracy(human_texts, texts, folds: int, seed: int) -> float:
+  """The judge's cross-validated two-sample accuracy; fewer folds for very small sets."""
+  folds = max(2, min(folds, len(human_texts), len(texts)))
+  return judge.two_sample_accuracy(human_texts, texts, folds=folds, seed=seed)["accuracy"]
+
+
 def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None,
              feature_space: FeatureSpace | None = None, model=None, window: int = 64,
              judge_folds: int = 5, seed: int = 0) -> dict:
@@ -129,8 +139,7 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
   space = feature_space or FeatureSpace(human_texts, tokenizer or fallback_tokenizer(
       human_texts), window)
   out.update(space.divergences(space(texts)))
-  out["judge_accuracy"] = judge.two_sample_accuracy(human_texts, texts, folds=judge_folds,
-                                                    seed=seed)["accuracy"]
+  out["judge_accuracy"] = judge_accuracy(human_texts, texts, judge_folds, seed)
   mauve = text_metrics.mauve(space(texts), space.human_NxF)
   if mauve is not None:
     out["mauve"] = mauve
@@ -155,6 +164,5 @@ def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
     out[key] = half[key]
   feats = feature_space(human_texts)
   out.update(feature_space.divergences(feats[0::2], feats[1::2]))
-  out["judge_accuracy"] = judge.two_sample_accuracy(b, a, folds=judge_folds,
-                                                    seed=seed)["accuracy"]
+  out["judge_accuracy"] = judge_accuracy(b, a, judge_folds, seed)
   return out

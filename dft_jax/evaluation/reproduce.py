@@ -30,14 +30,6 @@ def row_label(config: dict) -> str:
   return NAMES.get(loss["name"], loss["name"])
 
 
-def run_config(workdir: str) -> dict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise ValueError(f"{workdir}: not a training workdir (no config.json)")
-  with open(path) as f:
-    return json.load(f)
-
-
 def training_curve(workdir: str) -> list[dict]:
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.isfile(path):
@@ -64,7 +56,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     raise ValueError("no runs to tabulate")
   start = time.time()
   os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
-  configs = [run_config(w) for w, _ in runs]
+  configs = [samples.run_config(w) for w, _ in runs]
   labels = [label or row_label(c) for (_, label), c in zip(runs, configs)]
   tok = tokenizer_lib.load(os.path.join(runs[0][0], "tokenizer.json"))
   for (workdir, _), c in zip(runs, configs):
@@ -72,15 +64,15 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     if other.fingerprint != tok.fingerprint:
       raise ValueError(f"{workdir} uses another tokenizer than {runs[0][0]}: perplexities and "
                        "features would not be comparable")
-  if corpus is None:
-    tuned = [c for c, label in zip(configs, labels) if label != "base"] or configs
-    corpus = tuned[0]["data"]["corpus"]
+  tuned = ([c for c, label in zip(configs, labels) if label != "base"] or configs)[0]["data"]
+  corpus, data_dir = corpus or tuned["corpus"], tuned["data_dir"] or None
   prompts, human_ids = samples.held_out(corpus, tok, num_prompts=num_prompts,
-                                        prompt_len=prompt_len, continuation_len=max_new_tokens)
+                                        prompt_len=prompt_len, continuation_len=max_new_tokens,
+                                        data_dir=data_dir)
   human = [r["text"] for r in samples.records(tok, prompts, human_ids)]
   samples.write_jsonl(os.path.join(out_dir, "samples", "human.jsonl"),
                       samples.records(tok, prompts, human_ids))
-  docs = sources.documents(corpus, "validation")
+  docs = sources.documents(corpus, "validation", data_dir)
   ppl_texts = [docs[i] for i in range(min(ppl_docs, len(docs)))]
   space = report.FeatureSpace(human, tok, max_new_tokens)
   log(f"[table] {len(runs)} runs, {len(prompts)} prompts of {corpus} (validation), "
@@ -112,7 +104,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
       r["win_rate"] = 0.5  # against itself: every pair ties
     elif other is not None:
       r["win_rate"] = judge.pairwise(human, texts_of[r["run"]], texts_of[other["run"]],
-                                     seed=seed)["win_rate"]
+                                     seed=seed, folds=min(5, len(human)))["win_rate"]
   human_row = {"row": "human", **report.human_reference(human, space, seed=seed)}
 
   table = tables.aggregate(results + [human_row])

@@ -103,13 +103,13 @@ def read_texts(path: str) -> list[str]:
   return texts
 
 
-def run_corpus(workdir: str) -> str:
-  """The corpus a run was fine-tuned on (its config.json's data.corpus)."""
+def run_config(workdir: str) -> dict:
+  """A training run's config.json."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"{workdir}: not a training workdir (no config.json)")
   with open(path) as f:
-    return json.load(f)["data"]["corpus"]
+    return json.load(f)
 
 
 def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64,
@@ -120,7 +120,8 @@ def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64
   prompts: two lists of {"prompt", "text"} in prompt order."""
   from dft_jax.data import tokenizer as tokenizer_lib
   from dft_jax.train import checkpoint
-  corpus = corpus or run_corpus(workdir)
+  data = run_config(workdir)["data"]
+  corpus, data_dir = corpus or data["corpus"], data_dir or data["data_dir"] or None
   tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer.json"))
   model, _ = checkpoint.load_model(workdir)
   prompts, human = held_out(corpus, tok, num_prompts=num_prompts, prompt_len=prompt_len,

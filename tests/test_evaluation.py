@@ -1,0 +1,157 @@
+"""Sampling and evaluation end to end: the CLIs, perplexity, feature divergences, the human row,
+tables, and reproduce_table on two tiny finished runs."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.evaluation import report, reproduce, samples, tables
+from dft_jax.models import Decoder, ModelConfig
+
+import train_utils
+
+WORDS = train_utils.WORDS
+
+
+def _texts(n, seed, repeat=False):
+  rng = np.random.RandomState(seed)
+  if repeat:
+    return ["the cat sat on the mat. " * 20 for _ in range(n)]
+  return [" ".join(" ".join(rng.choice(WORDS, rng.randint(3, 14))).capitalize() + "."
+                   for _ in range(rng.randint(2, 6))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Two finished 4-step runs on a synthetic corpus: a base and its fine-tune."""
+  root = tmp_path_factory.mktemp("eval_runs")
+  text_dir, tok = train_utils.make_corpus(root, num_docs=200)
+  data_dir = str(root / "data")
+  base, tuned = str(root / "base"), str(root / "tuned")
+  for workdir, extra in ((base, []), (tuned, [f"--config.init_from={base}"])):
+    done = train_utils.run(train_utils.command(workdir, text_dir, tok, data_dir,
+                                               "--config.total_steps=4", *extra))
+    assert done.returncode == 0, done.stderr[-2000:]
+  return {"base": base, "tuned": tuned, "root": root}
+
+
+def test_read_texts_accepts_jsonl_and_plain_text_and_names_bad_lines(tmp_path):
+  jsonl, plain, bad = tmp_path / "a.jsonl", tmp_path / "b.txt", tmp_path / "c.jsonl"
+  samples.write_jsonl(str(jsonl), [{"prompt": "p", "text": "one two"}, {"text": "three"}])
+  plain.write_text("first line\n\nsecond line\n")
+  bad.write_text('{"text": "ok"}\n{"txt": "no"}\n')
+  assert samples.read_texts(str(jsonl)) == ["one two", "three"]
+  assert samples.read_texts(str(plain)) == ["first line", "second line"]
+  with pytest.raises(ValueError, match=r"c.jsonl:2: .*'text'"):
+    samples.read_texts(str(bad))
+  with pytest.raises(ValueError, match="no such file"):
+    samples.read_texts(str(tmp_path / "missing.jsonl"))
+
+
+def test_perplexity_equals_a_direct_computation():
+  docs = _texts(12, 0)
+  tok = tokenizer_lib.train_byte_level_bpe(docs, vocab_size=300)
+  cfg = ModelConfig(model_type="llama", vocab_size=320, hidden_size=32, intermediate_size=64,
+                    num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8)
+  model = Decoder(cfg, rngs=nnx.Rngs(0))
+  eos = samples.eos_id(tok)
+  total = count = 0.0
+  for text in docs[:5]:  # each text alone, EOS appended, one row, log-softmax by hand
+    ids = np.asarray(tok.encode(text) + [eos])
+    logits = np.asarray(model(jax.numpy.asarray(ids[None])), np.float64)[0]
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
+                                                                           keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    total -= logp[np.arange(len(ids) - 1), ids[1:]].sum()
+    count += len(ids) - 1
+  out = report.perplexity(model, tok, docs[:5], seq_len=128, batch_size=2)
+  assert out["ppl_tokens"] == count
+  assert out["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
+
+
+def test_human_against_itself_and_repeated_text():
+  human = _texts(80, 1)
+  tok = tokenizer_lib.train_byte_level_bpe(human, vocab_size=300)
+  space = report.FeatureSpace(human, tok, window=32)
+  own = space.divergences(space(human))
+  assert abs(own["feature_sinkhorn"]) < 1e-3 and abs(own["feature_mmd"]) < 0.05
+  assert max(abs(g) for g in space.gaps(space(human)).values()) < 1e-9
+  floor = report.human_reference(human, space)
+  assert floor["sent_len_w1"] < 1.5 and abs(floor["judge_accuracy"] - 0.5) < 0.2
+  other = report.evaluate(_texts(80, 2), human, feature_space=space)
+  assert set(report.KEYS) <= set(other)
+  assert abs(other["judge_accuracy"] - 0.5) < 0.2      # same generator: indistinguishable
+  rep = report.evaluate(_texts(80, 3, repeat=True), human, feature_space=space)
+  assert rep["diversity"] < 1e-2 and rep["judge_accuracy"] > 0.9
+  assert rep["feature_sinkhorn"] > 10 * max(other["feature_sinkhorn"], 1e-3)
+
+
+def test_tables_aggregate_over_seeds_and_label_reported_figures():
+  results = [{"row": "SFT", "diversity": 0.5, "perplexity": 10.0},
+             {"row": "SFT", "diversity": 0.7, "perplexity": 12.0},
+             {"row": "DFT (score-function)", "diversity": 0.9, "perplexity": 11.0},
+             {"row": "human", "diversity": 0.95}]
+  table = tables.aggregate(results)
+  mean, sd, n = table["SFT"]["diversity"]
+  assert (mean, n) == (pytest.approx(0.6), 2) and sd == pytest.approx(np.std([.5, .7], ddof=1))
+  md = tables.markdown(table)
+  lines = [line for line in md.splitlines() if line.startswith("| ")]
+  assert lines[1].startswith("| SFT | 2 | 11.0 ± 1.4 | 0.600 ± 0.141")
+  assert any(line.startswith("| DFT (reported) |") and "0.710" in line for line in lines)
+  assert "reported" not in tables.markdown(table, reported=False)
+  tex = tables.latex(table)
+  assert tex.count(r"\\") == 1 + len(table) + len(tables.REPORTED)
+
+
+def test_sample_and_evaluate_clis(runs, tmp_path):
+  out, human, again = (str(tmp_path / f) for f in ("s.jsonl", "h.jsonl", "s2.jsonl"))
+  base = [sys.executable, "-m", "dft_jax.sample", "--workdir", runs["tuned"],
+          "--num_prompts", "8", "--prompt_len", "4", "--max_new_tokens", "16"]
+  for args in (["--out", out, "--human_out", human], ["--out", again]):
+    done = train_utils.run(base + args)
+    assert done.returncode == 0, done.stderr[-2000:]
+  rows = [json.loads(line) for line in open(out)]
+  assert len(rows) == 8 and all(set(r) == {"prompt", "text"} for r in rows)
+  assert open(out).read() == open(again).read()  # fixed seed: the same samples
+  assert len(samples.read_texts(human)) == 8
+  done = train_utils.run([sys.executable, "-m", "dft_jax.evaluate", "--samples", out,
+                          "--human", human, "--workdir", runs["tuned"], "--json"])
+  assert done.returncode == 0, done.stderr[-2000:]
+  metrics = json.loads(done.stdout.strip().splitlines()[-1])
+  assert set(report.KEYS) | {"perplexity"} <= set(metrics)
+  assert all(math.isfinite(v) for v in metrics.values())
+  done = train_utils.run([sys.executable, "-m", "dft_jax.evaluate", "--samples",
+                          str(tmp_path / "none.jsonl"), "--human", human])
+  assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == \
+      f"evaluate: error: {tmp_path / 'none.jsonl'}: no such file"
+
+
+def test_reproduce_table_on_two_finished_runs(runs):
+  out = str(runs["root"] / "table")
+  done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"],
+                          runs["tuned"], "--out", out, "--num_prompts", "16", "--prompt_len",
+                          "4", "--max_new_tokens", "16", "--ppl_docs", "8"])
+  assert done.returncode == 0, done.stderr[-3000:]
+  md = open(os.path.join(out, "table.md")).read()
+  rows = [line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ")][1:]
+  assert rows == ["base", "SFT", "human", "SFT (reported)", "DFT (reported)", "human (reported)"]
+  assert "–" not in md.splitlines()[4].split(" | ", 2)[2]  # SFT: every metric present
+  assert md in done.stdout
+  assert r"\begin{tabular}" in open(os.path.join(out, "table.tex")).read()
+  for png in ("sentence_lengths.png", "feature_gaps.png", "training_curves.png"):
+    with open(os.path.join(out, png), "rb") as f:
+      data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert [r["row"] for r in results["runs"]] == ["base", "SFT"]
+  assert results["runs"][1]["win_rate"] == 0.5 and 0 <= results["runs"][0]["win_rate"] <= 1
+  assert reproduce.row_label({"loss": {"name": "dft", "estimator": "score_function"}}) == \
+      "DFT (score-function)"
