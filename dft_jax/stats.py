@@ -3,9 +3,9 @@ model samples with (DESIGN §2.6).
 
   python -m dft_jax.stats --corpus news --tokenizer runs/base/tokenizer.json --out news.npz
 
-The file holds the bank (up to --max_windows windows of --window tokens), its feature mean and
-sd, the reference unigram counts behind the Zipf bins, the featurizer version, the window length
-and the tokenizer's fingerprint. Loading it with another tokenizer or featurizer version is an
+The file holds the bank (up to --max_windows windows of --window tokens, documents' shorter
+final windows included), its feature mean and sd, the reference unigram counts behind the Zipf
+bins, the featurizer version, the window length and the tokenizer's fingerprint. Loading it with another tokenizer or featurizer version is an
 error, never a silent mismatch.
 """
 
@@ -46,24 +46,43 @@ class ReferenceStats:
     return (x_NxF - self.mean_F) / self.sd_F
 
 
+def reference_windows(ids, window: int, min_tokens: int) -> list[list[int]]:
+  """Consecutive windows of `window` tokens of every document, its final shorter window too
+  when it has at least `min_tokens` tokens.
+
+  The final windows matter: a model's continuation stops at EOS where its document would end,
+  so a bank of full windows only would teach DFT that texts never end.
+  """
+  return [d[i:i + window] for d in ids for i in range(0, len(d), window)
+          if len(d) - i >= min(window, min_tokens)]
+
+
 def compute(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
-            max_windows: int = 1024, seed: int = 0, corpus: str = "") -> ReferenceStats:
-  """Non-overlapping windows of `window` tokens from every document; a seeded subset."""
+            max_windows: int = 1024, seed: int = 0, corpus: str = "",
+            min_tokens: int | None = None) -> ReferenceStats:
+  """Windows of every document (reference_windows; `min_tokens` defaults to window // 8,
+  at least 4); a seeded subset of at most `max_windows`."""
   import jax
   ids = tokenizer.encode_batch([documents[i] for i in range(len(documents))])
   counts = np.bincount(np.concatenate([np.asarray(d, np.int64) for d in ids if d] or
                                       [np.zeros(0, np.int64)]),
                        minlength=tokenizer.vocab_size).astype(np.float64)
-  windows = [d[i:i + window] for d in ids for i in range(0, len(d) - window + 1, window)]
+  min_tokens = max(window // 8, 4) if min_tokens is None else min_tokens
+  windows = reference_windows(ids, window, min_tokens)
   if not windows:
-    raise StatsError(f"no document of {corpus or 'the corpus'} has {window} tokens")
+    raise StatsError(f"no document of {corpus or 'the corpus'} has {min(window, min_tokens)} "
+                     "tokens")
   rng = np.random.RandomState(seed)
   if len(windows) > max_windows:
     windows = [windows[i] for i in sorted(rng.choice(len(windows), max_windows, replace=False))]
-  tokens = np.asarray(windows, np.int32)
+  tokens = np.zeros((len(windows), window), np.int32)
+  valid = np.zeros((len(windows), window), bool)
+  for r, w in enumerate(windows):
+    tokens[r, :len(w)], valid[r, :len(w)] = w, True
   tables = features.build_tables(tokenizer, counts)
-  fn = jax.jit(lambda t: features.featurize_batch(t, jax.numpy.ones(t.shape, bool), tables))
-  bank = np.concatenate([np.asarray(fn(tokens[i:i + 256])) for i in range(0, len(tokens), 256)])
+  fn = jax.jit(lambda t, v: features.featurize_batch(t, v, tables))
+  bank = np.concatenate([np.asarray(fn(tokens[i:i + 256], valid[i:i + 256]))
+                         for i in range(0, len(tokens), 256)])
   sd = bank.std(0)
   return ReferenceStats(bank, bank.mean(0), np.where(sd > 1e-6, sd, 1.0), counts, window,
                         features.VERSION, tokenizer.fingerprint, corpus)

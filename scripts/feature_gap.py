@@ -18,7 +18,8 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dft_jax import sampling, stats as stats_lib  # noqa: E402
-from dft_jax.data import pipeline, sources, tokenizer as tokenizer_lib  # noqa: E402
+from dft_jax.data import tokenizer as tokenizer_lib  # noqa: E402
+from dft_jax.evaluation import samples  # noqa: E402
 from dft_jax.losses import divergences, features  # noqa: E402
 from dft_jax.train import checkpoint  # noqa: E402
 
@@ -39,11 +40,9 @@ def main(argv):
     corpus = FLAGS.corpus or json.load(f)["data"]["corpus"]
   tok = tokenizer_lib.load(os.path.join(first, "tokenizer.json"))
   ref = stats_lib.for_corpus(corpus, tok, window=FLAGS.window)
-  docs = sources.documents(corpus, "validation")
-  ids = [d for d in tok.encode_batch([docs[i] for i in range(len(docs))])
-         if len(d) >= FLAGS.prompt_len]
-  prompts = np.asarray([d[:FLAGS.prompt_len] for d in ids[:FLAGS.prompts]], np.int32)
-  eos = pipeline.special_ids(tok, pipeline.PipelineConfig(2, 1))[1]
+  prompts, _ = samples.held_out(corpus, tok, num_prompts=FLAGS.prompts,
+                                prompt_len=FLAGS.prompt_len, continuation_len=FLAGS.window)
+  eos = samples.eos_id(tok)
   bank = ref.standardize(ref.bank_NxF)
   rows = []
   for workdir in FLAGS.workdir:

@@ -1,13 +1,15 @@
 r"""The paper table from finished runs, or from a sweep it trains first (resumable).
 
   python scripts/reproduce_table.py runs/base runs/sft_literary runs/dft_literary --out table/
+  python scripts/reproduce_table.py runs/sft "runs/dft_lam0.2=DFT λ=0.2" --out table/
   python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1
   python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
       --root runs/table1_full
 
 Writes table.md, table.tex, results.json, samples/*.jsonl and PNG plots (sentence-length
 histograms, per-feature standardized gaps, training curves) to --out (default ROOT/table),
-then prints the Markdown table. Without a sweep, rows are named from each run's config.
+then prints the Markdown table. Without a sweep, rows are named from each run's config, or by
+RUN_DIR=LABEL; runs with the same row label are seeds of one row (mean ± sd).
 """
 
 import os
@@ -49,7 +51,7 @@ def main(argv):
       pairs = [(sweeps.workdir(r, FLAGS.root), r["row"]) for r in runs]
       out = FLAGS.out or os.path.join(FLAGS.root, "table")
     else:
-      pairs = [(d, None) for d in run_dirs]
+      pairs = [(d, label or None) for d, _, label in (r.partition("=") for r in run_dirs)]
       if not FLAGS.out:
         raise app.UsageError("give --out DIR")
       out = FLAGS.out

@@ -197,3 +197,14 @@ def test_kl_anchor_starts_at_zero_and_keeps_the_starting_params(reference):
   with pytest.raises(ValueError, match="kl_beta needs estimator='score_function'"):
     losses.make(S.loss_config(path, kl_beta=0.5, estimator="expected",
                               groups=tuple(features.GROUPS)), S.MODEL, losses.Context(tok))
+
+
+def test_reference_bank_keeps_document_endings():
+  ids = [list(range(40)), list(range(10)), list(range(3))]
+  windows = stats_lib.reference_windows(ids, window=16, min_tokens=4)
+  # doc 0: 16 + 16 + its final 8; doc 1: one short final window; doc 2: too short
+  assert [len(w) for w in windows] == [16, 16, 8, 10]
+  tok = S.tokenizer()
+  docs = ["Short one.", "Another short text here."] * 4
+  stats = stats_lib.compute(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
+  assert len(stats.bank_NxF) == len(docs) and np.isfinite(stats.bank_NxF).all()

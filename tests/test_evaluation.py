@@ -63,15 +63,15 @@ def test_perplexity_equals_a_direct_computation():
                     num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8)
   model = Decoder(cfg, rngs=nnx.Rngs(0))
   eos = samples.eos_id(tok)
-  total = count = 0.0
-  for text in docs[:5]:  # each text alone, EOS appended, one row, log-softmax by hand
-    ids = np.asarray(tok.encode(text) + [eos])
-    logits = np.asarray(model(jax.numpy.asarray(ids[None])), np.float64)[0]
-    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
-                                                                           keepdims=True)) \
-        - logits.max(-1, keepdims=True)
-    total -= logp[np.arange(len(ids) - 1), ids[1:]].sum()
-    count += len(ids) - 1
+  rows = [tok.encode(text) + [eos] for text in docs[:5]]
+  ids = np.zeros((5, max(map(len, rows))), np.int32)  # right padding: causal, never attended
+  for r, row in enumerate(rows):
+    ids[r, :len(row)] = row
+  logits = np.asarray(model(jax.numpy.asarray(ids)), np.float64)
+  top = logits.max(-1, keepdims=True)
+  logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+  total = -sum(logp[r, np.arange(len(row) - 1), row[1:]].sum() for r, row in enumerate(rows))
+  count = sum(len(row) - 1 for row in rows)
   out = report.perplexity(model, tok, docs[:5], seq_len=128, batch_size=2)
   assert out["ppl_tokens"] == count
   assert out["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)

@@ -25,7 +25,7 @@ import numpy as np
 
 from dft_jax.data.tokenizer import Tokenizer
 
-VERSION = 1
+VERSION = 2  # of the featurizer and the reference windows; stats files carry it
 NUM_RANK_BINS = 8
 SENT_BINS = (5, 10, 20, 40)  # upper edges; the last bin is open
 PUNCT_CLASSES = {"comma": ",", "semicolon_colon": ";:", "dash": "-\u2013\u2014",
