@@ -4,7 +4,7 @@
   python scripts/sweep.py experiments/ablations.py:family=all,seeds=3 --root runs/abl --print
 
 Families (arg family=NAME | all):
-  lam         lambda in 0.01, 0.05, 0.2, 1.0
+  lam         lambda in 0.0005, 0.002, 0.01, 0.05, 0.2
   epsilon     Sinkhorn epsilon (relative to the mean cost) in 0.01, 0.05, 0.2
   groups      leave one feature group out (each of features.GROUPS)
   estimator   score_function, straight_through, expected
@@ -22,13 +22,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
+from experiments import base, dft  # noqa: E402
 from dft_jax import sweeps  # noqa: E402
 from dft_jax.losses import features  # noqa: E402
 
 # family -> (how it is set: an arg of experiments/dft.py or a config override, its values)
 FAMILIES = {
-    "lam": ("arg:lam", (0.01, 0.05, 0.2, 1.0)),
+    "lam": ("arg:lam", (0.0005, 0.002, 0.01, 0.05, 0.2)),
     "epsilon": ("loss.epsilon", (0.01, 0.05, 0.2)),
     "groups": ("loss.groups", tuple(tuple(g for g in features.GROUPS if g != left_out)
                                     for left_out in features.GROUPS)),
@@ -37,7 +37,7 @@ FAMILIES = {
     "mode": ("arg:mode", ("joint", "alternate")),
     "gen_len": ("loss.gen_len", (32, 64, 128)),
 }
-REFERENCE = {"lam": 0.05, "epsilon": 0.05, "groups": tuple(features.GROUPS),
+REFERENCE = {"lam": dft.LAM, "epsilon": 0.05, "groups": tuple(features.GROUPS),
              "estimator": "score_function", "divergence": "sinkhorn", "mode": "joint",
              "gen_len": 64}
 SYMBOLS = {"lam": "λ", "epsilon": "ε", "gen_len": "G"}

@@ -21,13 +21,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
+from experiments import base, dft  # noqa: E402
 from dft_jax import sweeps  # noqa: E402
 
 
 def _arg(arg):
   return base.parse_arg(arg, domain="literary", model="tiny", seeds=1, steps=100, base_steps=300,
-                        lam=0.05, baselines=False)
+                        lam=dft.LAM, baselines=False)
 
 
 def _dft_arg(a):
@@ -36,7 +36,6 @@ def _dft_arg(a):
 
 
 def get_config(arg=None):
-  from experiments import dft
   return dft.get_config(_dft_arg(_arg(arg)))
 
 

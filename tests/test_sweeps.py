@@ -59,9 +59,9 @@ def test_table1_get_config_is_its_dft_run():
   assert built.loss.to_json() == ours.loss.to_json() and built.total_steps == 7
 
 
-@pytest.mark.parametrize("family,count", [("lam", 3), ("epsilon", 2), ("groups", 5),
+@pytest.mark.parametrize("family,count", [("lam", 4), ("epsilon", 2), ("groups", 5),
                                           ("estimator", 2), ("divergence", 2), ("mode", 1),
-                                          ("gen_len", 2), ("all", 17)])
+                                          ("gen_len", 2), ("all", 18)])
 def test_ablation_families(family, count):
   """base + the shared reference run + the family's other values, per seed."""
   runs = sweeps.load(f"experiments/ablations.py:family={family}")
@@ -115,9 +115,9 @@ def test_ablation_values_reach_the_loss_config():
            for r in sweeps.load("experiments/ablations.py:family=all")[1:]}
   ref = built["ref_s0"]
   assert (ref.lam, ref.epsilon, ref.estimator, ref.divergence, ref.mode, ref.gen_len) == \
-      (0.05, 0.05, "score_function", "sinkhorn", "joint", 64)
+      (0.002, 0.05, "score_function", "sinkhorn", "joint", 64)
   assert ref.groups == tuple(features.GROUPS)
-  assert built["lam1.0_s0"].lam == 1.0 and built["epsilon0.01_s0"].epsilon == 0.01
+  assert built["lam0.2_s0"].lam == 0.2 and built["epsilon0.01_s0"].epsilon == 0.01
   assert built["no_entropy_s0"].groups == tuple(g for g in features.GROUPS if g != "entropy")
   assert built["straight_through_s0"].estimator == "straight_through"
   assert built["energy_s0"].divergence == "energy" and built["alternate_s0"].mode == "alternate"
