@@ -20,6 +20,7 @@ COLUMNS = (
     ("sent_len_w1", "Sent. len. W1 ↓", r"SL $W_1$ $\downarrow$"),
     ("unigram_l2", "Unigram L2 ↓", r"Uni $L_2$ $\downarrow$"),
     ("feature_sinkhorn", "Feature Sinkhorn ↓", r"$S_\varepsilon$ $\downarrow$"),
+    ("feature_mmd", "Feature MMD² ↓", r"MMD$^2$ $\downarrow$"),
     ("judge_accuracy", "Judge acc. (proxy, 0.5 best)", "Judge acc."),
     ("win_rate", "Win rate vs SFT (proxy)", "Win vs SFT"),
 )
