@@ -53,7 +53,8 @@ def reference(window, valid, tok, counts):
   def distinct(k):
     grams = [tuple(toks[i:i + k]) for i in range(n - k + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-  out.update(distinct_2=distinct(2), distinct_3=distinct(3), rep_4=1 - distinct(4))
+  out.update(distinct_2=distinct(2), distinct_3=distinct(3),
+             rep_4=1 - distinct(4) if n >= 4 else 0.0)  # no 4-grams: nothing repeated
   lengths, current = [], 0
   for w, p in zip(word, pieces):
     current += w
@@ -89,7 +90,8 @@ def reference(window, valid, tok, counts):
   return np.asarray([out[name] for name in F.FEATURE_NAMES])
 
 
-@pytest.mark.parametrize("start,width,pad", [(0, 64, 0), (17, 48, 0), (40, 64, 9), (90, 32, 31)])
+@pytest.mark.parametrize("start,width,pad", [(0, 64, 0), (17, 48, 0), (40, 64, 9), (90, 32, 31),
+                                             (5, 32, 29)])  # 3 tokens: no 4-gram
 def test_featurizer_equals_plain_python(setup, start, width, pad):
   tok, ids, tables, counts = setup
   window = np.asarray(ids[start:start + width], np.int32)

@@ -103,8 +103,9 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     if r["row"] == "SFT":
       r["win_rate"] = 0.5  # against itself: every pair ties
     elif other is not None:
-      r["win_rate"] = judge.pairwise(human, texts_of[r["run"]], texts_of[other["run"]],
-                                     seed=seed, folds=min(5, len(human)))["win_rate"]
+      duel = judge.pairwise(human, texts_of[r["run"]], texts_of[other["run"]], seed=seed,
+                            folds=min(5, len(human)))
+      r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
   human_row = {"row": "human", **report.human_reference(human, space, seed=seed)}
 
   table = tables.aggregate(results + [human_row])

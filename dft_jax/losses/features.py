@@ -8,6 +8,7 @@ Features (FEATURE_NAMES, in order), each group switchable:
   word_frequency  mass of the window's tokens in K log2-rank bins of the reference unigram
                   distribution; type-token ratio
   diversity       distinct-2, distinct-3 (unique / total n-grams of tokens), rep-4 = 1 - distinct-4
+                  (0 without any 4-gram)
   sentence_length mean and sd (population) of words per sentence; fraction of sentences with
                   1-5, 6-10, 11-20, 21-40, 41+ words (a trailing unfinished sentence counts)
   punctuation     per-word rates of comma, semicolon/colon, dash, quote, parenthesis, sentence
@@ -25,7 +26,7 @@ import numpy as np
 
 from dft_jax.data.tokenizer import Tokenizer
 
-VERSION = 2  # of the featurizer and the reference windows; stats files carry it
+VERSION = 3  # of the featurizer and the reference windows; stats files carry it
 NUM_RANK_BINS = 8
 SENT_BINS = (5, 10, 20, 40)  # upper edges; the last bin is open
 PUNCT_CLASSES = {"comma": ",", "semicolon_colon": ";:", "dash": "-\u2013\u2014",
@@ -133,8 +134,9 @@ def featurize(tokens_W: jax.Array, valid_W: jax.Array, tables: Tables) -> jax.Ar
   ttr = run_start.sum() / n
 
   # diversity
+  has_4grams = valid.sum() >= 4  # without any, nothing repeats: rep-4 = 0, not 1
   diversity = jnp.stack([_distinct(tokens_W, valid, 2), _distinct(tokens_W, valid, 3),
-                         1.0 - _distinct(tokens_W, valid, 4)])
+                         jnp.where(has_4grams, 1.0 - _distinct(tokens_W, valid, 4), 0.0)])
 
   # sentence length
   punct = jnp.asarray(tables.punct)[tokens_W] & valid[:, None]
