@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
+
+
+def shifted_targets(batch: dict) -> tuple[jax.Array, jax.Array]:
+  """(targets_BxT, weights_BxT): position t predicts token t+1; the last position gets weight 0.
+
+  Keeping all T positions (instead of slicing logits[:, :-1]) spares a copy of the [B, T, V]
+  logits forward and a pad of their gradient backward.
+  """
+  tokens_BxT = batch["tokens"]
+  targets_BxT = jnp.concatenate([tokens_BxT[:, 1:], tokens_BxT[:, :1]], axis=1)
+  mask_BxT = batch["loss_mask"].astype(jnp.float32)
+  weights_BxT = jnp.concatenate([mask_BxT[:, 1:], jnp.zeros_like(mask_BxT[:, :1])], axis=1)
+  return targets_BxT, weights_BxT
 
 
 def token_nll(logits_BxTxV: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
@@ -12,11 +24,12 @@ def token_nll(logits_BxTxV: jax.Array, batch: dict) -> tuple[jax.Array, jax.Arra
 
   logits at t predict token t+1; `loss_mask[t+1]` says whether that target counts.
   """
-  targets_BxT1 = batch["tokens"][:, 1:]
-  weights_BxT1 = batch["loss_mask"][:, 1:].astype(jnp.float32)
-  nll_BxT1 = optax.softmax_cross_entropy_with_integer_labels(
-      logits_BxTxV[:, :-1].astype(jnp.float32), targets_BxT1)
-  return jnp.sum(nll_BxT1 * weights_BxT1), jnp.sum(weights_BxT1)
+  targets_BxT, weights_BxT = shifted_targets(batch)
+  logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+  lse_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
+  target_logit_BxT = jnp.take_along_axis(logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
+  nll_BxT = lse_BxT - target_logit_BxT
+  return jnp.sum(jnp.where(weights_BxT > 0, nll_BxT, 0.0) * weights_BxT), jnp.sum(weights_BxT)
 
 
 def forward(model, batch: dict) -> jax.Array:

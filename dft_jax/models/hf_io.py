@@ -219,3 +219,17 @@ def _split_into_shards(tensors: dict[str, np.ndarray], max_bytes: int) -> list[d
     size += array.nbytes
   shards.append(current)
   return shards
+
+
+def to_transformers(model: Decoder, dtype="float32"):
+  """The same model as a `transformers` PyTorch module with identical weights (needs the `hf`
+  extra): written with `save_pretrained` to a temporary directory and read back, so the tensor
+  map is the one exports use. For side-by-side comparisons (benchmarks, parity checks)."""
+  import tempfile
+
+  import torch
+  import transformers
+
+  with tempfile.TemporaryDirectory() as path:
+    save_pretrained(model, path, dtype=dtype)
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
