@@ -63,7 +63,7 @@ def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   gather = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)).tolist()
   params = [gather(x) for x in jax.tree.leaves(state.params)]
   return {"loss": float(metrics["loss"]), "params": params,
-          "dist": float(metrics.get("dist", 0.0))}
+          "dist": float(metrics.get("dist", 0.0)), "ce": float(metrics.get("ce", 0.0))}
 
 
 if __name__ == "__main__":

@@ -192,6 +192,19 @@ def test_top_k_and_top_p_filters_match_their_definitions():
     assert set(np.flatnonzero(keep)) == set(order[:need])
 
 
+def test_inverse_cdf_sampler_draws_the_softmax_and_never_a_removed_token():
+  v = 203  # not a multiple of the sampler's block: padding must never be drawn
+  logits = jax.random.normal(jax.random.key(0), (1, v)) * 2.0
+  logits = logits.at[0, ::3].set(-jnp.inf)  # removed entries (as top-k / top-p leave them)
+  draw = jax.jit(jax.vmap(lambda r: sampling.sample_categorical(jax.random.key(r), logits)[0]))
+  tokens = np.asarray(draw(jnp.arange(60000)))
+  assert tokens.min() >= 0 and tokens.max() < v and np.all(tokens % 3 != 0)
+  freq = np.bincount(tokens, minlength=v) / len(tokens)
+  np.testing.assert_allclose(freq, np.asarray(jax.nn.softmax(logits[0])), atol=0.006)
+  x = jnp.asarray([[1.0, 3.0, 3.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+  np.testing.assert_array_equal(sampling.argmax(x), jnp.argmax(x, axis=-1))
+
+
 def test_lora_starts_as_the_base_and_merges_exactly():
   from dft_jax.models.decoder import merge_lora
   cfg = _config(lora_rank=3, lora_targets=("q", "k", "v", "o", "gate", "up", "down"))

@@ -154,7 +154,10 @@ def test_sharded_dft_step_equals_single_device_step(loss):
   assert single["dist"] > 0
   for mesh, result in results.items():
     assert abs(result["dist"] - single["dist"]) <= 1e-4 * single["dist"], mesh
-    assert abs(result["loss"] - single["loss"]) <= 1e-5 * abs(single["loss"]), mesh
+    # CE to 1e-5; the distribution term (which can nearly cancel the CE) to the 1e-4 of dist
+    term = single["loss"] - single["ce"]
+    assert abs(result["loss"] - single["loss"]) <= 1e-5 * abs(single["ce"]) + 1e-4 * abs(term), \
+        mesh
     for x, y in zip(result["params"], single["params"]):
       x, y = np.asarray(x), np.asarray(y)
       assert np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y), mesh
