@@ -145,16 +145,19 @@ def dft_over_ce(batches):
           "dist_share": dist_s / dft_s}
 
 
-def _alternate(fns: dict, reps: int, warmup: int = 2) -> dict:
-  """Median seconds of each callable, run round-robin (A, B, A, B, ...) after `warmup` rounds,
-  so that machine load drifts hit every side alike."""
+def _alternate(fns: dict, reps: int, warmup: int = 2, block: int = 1) -> dict:
+  """Median seconds of each callable, run round-robin after `warmup` rounds, so that machine
+  load drifts hit every side alike. block > 1: each turn runs a side `block` times and times
+  all but the first, which absorbs the switch-over (the other runtime's threads and memory
+  settling; measured at +0.5 s on the medium config): steady-state steps, as in training."""
   times = {name: [] for name in fns}
   for i in range(warmup + reps):
     for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      if i >= warmup:
-        times[name].append(time.perf_counter() - start)
+      for j in range(block):
+        start = time.perf_counter()
+        fn()
+        if i >= warmup and (j > 0 or block == 1):
+          times[name].append(time.perf_counter() - start)
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -224,7 +227,7 @@ def _ce_vs_hf(name, reps):
   ours, model, tokens = _ce_step(cfg, batch_size, seq_len)
   theirs = _hf_step(model, tokens)
   loss_ours, loss_theirs = ours(), theirs()  # first steps: same weights, same batch
-  t = _alternate({"ours": ours, "hf": theirs}, reps)
+  t = _alternate({"ours": ours, "hf": theirs}, reps, warmup=1, block=3)
   tokens_n = batch_size * seq_len
   ratio = t["hf"] / t["ours"]
   print(f"ce_vs_hf_{name}: ours {tokens_n / t['ours']:,.0f} tok/s ({t['ours'] * 1e3:.0f} ms) vs "
