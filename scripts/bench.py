@@ -40,7 +40,6 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dft_jax import losses  # noqa: E402
 from dft_jax.data import pipeline, sources  # noqa: E402
-from dft_jax.data import tokenizer as tokenizer_lib  # noqa: E402
 from dft_jax.models import ModelConfig  # noqa: E402
 from dft_jax.train import loop, mesh as mesh_lib, optimizer  # noqa: E402
 from dft_jax.train import state as state_lib, step as step_lib  # noqa: E402
@@ -248,18 +247,21 @@ def ce_vs_hf_medium(batches):
   return _ce_vs_hf("medium", FLAGS.reps)
 
 
+def _step_vs_matmul(cfg, batch_size, seq_len, n, dtype):
+  """(model FLOPs per CE step, {"step", "matmul"} seconds alternated, n x n matmul FLOP/s)."""
+  ours, _, _ = _ce_step(cfg, batch_size, seq_len)
+  x = jax.numpy.ones((n, n), dtype)
+  matmul = jax.jit(lambda a: a @ a)
+  t = _alternate({"step": ours, "matmul": lambda: matmul(x).block_until_ready()}, FLAGS.reps)
+  return loop.flops_per_token(cfg, seq_len) * batch_size * seq_len, t, 2 * n**3 / t["matmul"]
+
+
 def mfu_medium(batches):
   del batches
   preset, batch_size, seq_len = CE_CONFIGS["medium"]
   cfg = ModelConfig(**exp_base.MODELS[preset])
-  ours, _, _ = _ce_step(cfg, batch_size, seq_len)
-  n = 2048
-  x = jax.numpy.ones((n, n), jax.numpy.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  t = _alternate({"step": ours, "matmul": lambda: matmul(x).block_until_ready()}, FLAGS.reps)
-  peak = 2 * n**3 / t["matmul"]
-  flops = loop.flops_per_token(cfg, seq_len) * batch_size * seq_len
-  mfu = flops / t["step"] / peak
+  flops, t, peak = _step_vs_matmul(cfg, batch_size, seq_len, 2048, jax.numpy.float32)
+  n, mfu = 2048, flops / t["step"] / peak
   print(f"mfu_medium: {flops / 1e9:.1f} GFLOP per step / {t['step']:.3f} s = "
         f"{flops / t['step'] / 1e9:.1f} GFLOP/s vs {n}^2 f32 matmul {peak / 1e9:.1f} GFLOP/s: "
         f"MFU {mfu:.2f} ({_load()})")
@@ -422,14 +424,7 @@ def gpu_mfu_1b(batches):
                     intermediate_size=5632, num_layers=16, num_heads=16, num_kv_heads=16,
                     head_dim=128, dtype="bfloat16", param_dtype="float32",
                     remat_policy="dots_with_no_batch_dims")
-  batch_size, seq_len = 8, 2048
-  ours, _, _ = _ce_step(cfg, batch_size, seq_len)
-  n = 8192
-  x = jax.numpy.ones((n, n), jax.numpy.bfloat16)
-  matmul = jax.jit(lambda a: a @ a)
-  t = _alternate({"step": ours, "matmul": lambda: matmul(x).block_until_ready()}, FLAGS.reps)
-  peak = 2 * n**3 / t["matmul"]
-  flops = loop.flops_per_token(cfg, seq_len) * batch_size * seq_len
+  flops, t, peak = _step_vs_matmul(cfg, 8, 2048, 8192, jax.numpy.bfloat16)
   mfu = flops / t["step"] / peak
   print(f"gpu_mfu_1b: {cfg.num_params / 1e9:.2f}B params, {flops / t['step'] / 1e12:.1f} TFLOP/s "
         f"vs bf16 matmul {peak / 1e12:.1f} TFLOP/s: MFU {mfu:.2f} ({jax.devices()[0].device_kind})")
