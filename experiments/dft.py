@@ -43,7 +43,8 @@ def dft_loss(**kw):
       dist_batch=16,                 # prompts per step (rows of the human batch)
       prompt_len=16,
       gen_len=64,                    # continuation length = the reference window length
-      temperature=1.0,
+      temperature=1.0,               # the decoding DFT samples with (and is evaluated at)
+      top_p=1.0,
       epsilon=0.05,                  # Sinkhorn epsilon, relative to the mean cost
       sinkhorn_threshold=1e-3,
       sinkhorn_iterations=200,

@@ -26,11 +26,17 @@ flags.DEFINE_string("root", None, "Where the sweep's runs live (with --sweep).")
 flags.DEFINE_string("out", None, "Output directory (default: ROOT/table).")
 flags.DEFINE_bool("train", True, "With --sweep: train runs that are missing or unfinished.")
 flags.DEFINE_string("corpus", None, "Prompts' corpus (default: the fine-tuned runs' corpus).")
-flags.DEFINE_integer("num_prompts", 64, "Held-out prompts.")
+flags.DEFINE_string("split", "test", "Split of the prompts and perplexity documents (tune on "
+                    "validation, report on test).")
+flags.DEFINE_integer("num_prompts", 256, "Held-out prompts (non-overlapping document cuts); as "
+                     "many more give the second human set of the noise floor.")
 flags.DEFINE_integer("prompt_len", 16, "Prompt length in tokens.")
-flags.DEFINE_integer("max_new_tokens", 64, "Continuation length in tokens.")
+flags.DEFINE_integer("max_new_tokens", 48, "Continuation length in tokens.")
 flags.DEFINE_integer("seed", 0, "Sampling seed (the same for every run).")
-flags.DEFINE_integer("ppl_docs", 64, "Validation documents scored for perplexity.")
+flags.DEFINE_integer("ppl_docs", 64, "Documents of the split scored for perplexity.")
+flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each decoding the "
+                    "table is evaluated at; the first is the deployed one the verdict uses.")
+flags.DEFINE_integer("bootstrap", 200, "Paired bootstrap replicates for the intervals.")
 flags.DEFINE_bool("reported", True, "Print the article's reported figures beside ours.")
 FLAGS = flags.FLAGS
 
@@ -55,9 +61,12 @@ def main(argv):
       if not FLAGS.out:
         raise app.UsageError("give --out DIR")
       out = FLAGS.out
-    reproduce.reproduce(pairs, out, corpus=FLAGS.corpus, num_prompts=FLAGS.num_prompts,
-                        prompt_len=FLAGS.prompt_len, max_new_tokens=FLAGS.max_new_tokens,
-                        seed=FLAGS.seed, ppl_docs=FLAGS.ppl_docs, reported=FLAGS.reported)
+    reproduce.reproduce(pairs, out, corpus=FLAGS.corpus, split=FLAGS.split,
+                        num_prompts=FLAGS.num_prompts, prompt_len=FLAGS.prompt_len,
+                        max_new_tokens=FLAGS.max_new_tokens, seed=FLAGS.seed,
+                        ppl_docs=FLAGS.ppl_docs, reported=FLAGS.reported,
+                        decodings=reproduce.parse_decodings(FLAGS.decodings),
+                        bootstrap=FLAGS.bootstrap)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     print(f"reproduce_table: error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -33,7 +33,8 @@ def loss_config(stats_file, **kw):
   cfg = ml_collections.ConfigDict(dict(
       name="dft", estimator="score_function", divergence="mmd", lam=1.0, lam_warmup_steps=1,
       mode="joint", every=2, ce_weight=0.0, kl_beta=0.0, dist_batch=16, prompt_len=4, gen_len=16,
-      temperature=1.0, epsilon=0.05, sinkhorn_threshold=1e-3, sinkhorn_iterations=200,
+      temperature=1.0, top_p=1.0, epsilon=0.05, sinkhorn_threshold=1e-3,
+      sinkhorn_iterations=200,
       groups=("sentence_length", "punctuation"), stats_file=stats_file, stats_corpus=""))
   cfg.update(kw)
   return cfg

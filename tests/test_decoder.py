@@ -192,6 +192,16 @@ def test_top_k_and_top_p_filters_match_their_definitions():
     assert set(np.flatnonzero(keep)) == set(order[:need])
 
 
+@pytest.mark.parametrize("prefix", [3, 12, 50])
+def test_top_p_from_a_prefix_equals_top_p_from_the_full_sort(prefix):
+  # prefix 3 holds < p of the mass in some rows (the full-sort branch), 50 is the whole row
+  logits = jnp.asarray(np.random.RandomState(1).randn(6, 50) * 1.5, jnp.float32)
+  full = np.asarray(sampling.filter_logits(logits, 0.7, 0, 0.9, nucleus_prefix=50))
+  part = np.asarray(sampling.filter_logits(logits, 0.7, 0, 0.9, nucleus_prefix=prefix))
+  np.testing.assert_array_equal(np.isfinite(full), np.isfinite(part))
+  assert 1 < np.isfinite(full).sum(-1).min() < 50
+
+
 def test_inverse_cdf_sampler_draws_the_softmax_and_never_a_removed_token():
   v = 203  # not a multiple of the sampler's block: padding must never be drawn
   logits = jax.random.normal(jax.random.key(0), (1, v)) * 2.0

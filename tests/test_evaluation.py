@@ -135,23 +135,44 @@ def test_sample_and_evaluate_clis(runs, tmp_path):
 
 
 def test_reproduce_table_on_two_finished_runs(runs):
+  # the two runs stand in for SFT and DFT, so the comparison and the verdict are built too
   out = str(runs["root"] / "table")
-  done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"],
-                          runs["tuned"], "--out", out, "--num_prompts", "16", "--prompt_len",
-                          "4", "--max_new_tokens", "16", "--ppl_docs", "8"])
+  done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"] + "=SFT",
+                          runs["tuned"] + "=DFT (score-function)", "--out", out,
+                          "--num_prompts", "10", "--prompt_len", "4", "--max_new_tokens", "16",
+                          "--ppl_docs", "8", "--bootstrap", "20"])
   assert done.returncode == 0, done.stderr[-3000:]
   md = open(os.path.join(out, "table.md")).read()
-  rows = [line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ")][1:]
-  assert rows == ["base", "SFT", "human", "SFT (reported)", "DFT (reported)", "human (reported)"]
-  assert "–" not in md.splitlines()[4].split(" | ", 2)[2]  # SFT: every metric present
   assert md in done.stdout
+  sections = md.split("### ")[1:]
+  assert [s.splitlines()[0] for s in sections] == ["deployed: T=0.7, top-p=0.9", "T=1"]
+  for k, section in enumerate(sections):
+    rows = [line.split(" | ")[0][2:] for line in section.splitlines()
+            if line.startswith("| ") and " | seeds | " not in line and "DFT − SFT" not in line]
+    table_rows = rows[:rows.index("human") + 1]
+    assert table_rows == ["SFT", "DFT (score-function)", "human"]
+    assert ("SFT (reported)" in rows) == (k == 0)  # the article's figures once
+    assert "10 held-out prompts" in section and "second human set of 10" in section
+    verdicts = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(verdicts) == 4
+    assert all(any(v in line for v in ("**holds**", "**does not hold**", "**inconclusive**"))
+               for line in verdicts)
   assert r"\begin{tabular}" in open(os.path.join(out, "table.tex")).read()
   for png in ("sentence_lengths.png", "feature_gaps.png", "training_curves.png"):
     with open(os.path.join(out, png), "rb") as f:
       data = f.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
   results = json.load(open(os.path.join(out, "results.json")))
-  assert [r["row"] for r in results["runs"]] == ["base", "SFT"]
-  assert results["runs"][1]["win_rate"] == 0.5 and 0 <= results["runs"][0]["win_rate"] <= 1
+  deployed = results["decodings"]["deployed: T=0.7, top-p=0.9"]
+  assert [r["row"] for r in deployed["runs"]] == ["SFT", "DFT (score-function)"]
+  assert deployed["runs"][0]["win_rate"] == 0.5 and 0 <= deployed["runs"][1]["win_rate"] <= 1
+  comp = deployed["comparison"]
+  for key, d in comp["deltas"].items():  # the point difference is the table's own
+    if key in deployed["runs"][0]:
+      assert d["delta"] == pytest.approx(deployed["runs"][1][key] - deployed["runs"][0][key],
+                                         abs=1e-9), key
+  assert set(comp["gap_closed"]) == {"sent_len_var", "feature_sinkhorn", "diversity"}
+  for line in open(os.path.join(out, "samples", "tuned.0.jsonl")):
+    assert set(json.loads(line)) == {"prompt", "text"}
   assert reproduce.row_label({"loss": {"name": "dft", "estimator": "score_function"}}) == \
       "DFT (score-function)"

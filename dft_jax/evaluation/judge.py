@@ -254,7 +254,8 @@ def two_sample_accuracy(human_texts: Sequence[str], model_texts: Sequence[str], 
   fold (p_human > 0.5 means human). 0.5 = indistinguishable to this proxy.
 
   Returns {"accuracy": mean held-out accuracy over folds, "sd": its sd over folds (ddof 1),
-  "n": texts per class}. fit_kwargs (steps, l2, learning_rate, n_buckets) go to the fits.
+  "n": texts per class, "correct_human" / "correct_model": [n] bool, each text's held-out
+  verdict, in input order when no subsampling happened (equal class sizes)}. fit_kwargs (steps, l2, learning_rate, n_buckets) go to the fits.
   """
   _check_texts("human_texts", human_texts)
   _check_texts("model_texts", model_texts)
@@ -271,14 +272,16 @@ def two_sample_accuracy(human_texts: Sequence[str], model_texts: Sequence[str], 
   model = featurize(_subsample(model_texts, n, rng), cfg["n_buckets"])
   fold_h, fold_m = _fold_ids(n, folds, rng), _fold_ids(n, folds, rng)
   accuracies = []
+  correct_h_N, correct_m_N = np.zeros(n, bool), np.zeros(n, bool)
   for k in range(folds):
     judge = _fit(human.take(np.flatnonzero(fold_h != k)), model.take(np.flatnonzero(fold_m != k)),
                  seed=seed + k, **cfg)
-    correct_h = judge.logits_features(human.take(np.flatnonzero(fold_h == k))) > 0
-    correct_m = judge.logits_features(model.take(np.flatnonzero(fold_m == k))) <= 0
-    accuracies.append(np.concatenate([correct_h, correct_m]).mean())
+    held_h, held_m = np.flatnonzero(fold_h == k), np.flatnonzero(fold_m == k)
+    correct_h_N[held_h] = judge.logits_features(human.take(held_h)) > 0
+    correct_m_N[held_m] = judge.logits_features(model.take(held_m)) <= 0
+    accuracies.append(np.concatenate([correct_h_N[held_h], correct_m_N[held_m]]).mean())
   return {"accuracy": float(np.mean(accuracies)), "sd": float(np.std(accuracies, ddof=1)),
-          "n": n}
+          "n": n, "correct_human": correct_h_N, "correct_model": correct_m_N}
 
 
 # ---------------------------------------------------------------------------------------------

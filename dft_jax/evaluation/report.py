@@ -88,17 +88,20 @@ class FeatureSpace:
 
 
 @functools.partial(jax.jit, static_argnames="graphdef")
-def _nll(graphdef, state, batch):
+def _nll_per_row(graphdef, state, batch):
   logits = cross_entropy.forward(nnx.merge(graphdef, state), batch)
-  return cross_entropy.token_nll(logits, batch)
+  one_row = lambda logits_TxV, row: cross_entropy.token_nll(  # noqa: E731
+      logits_TxV[None], jax.tree.map(lambda x: x[None], row))
+  return jax.vmap(one_row)(logits, batch)
 
 
 def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
-               batch_size: int = 16) -> dict:
+               batch_size: int = 16, per_piece: bool = False) -> dict:
   """exp(total NLL / predicted tokens) of the texts, each scored alone with EOS appended.
 
   A text longer than `seq_len` is scored in consecutive pieces (each piece's first token is
-  context, as in training's packed rows).
+  context, as in training's packed rows). per_piece: also each piece's NLL sum and token
+  count ("nll_per_piece", "tokens_per_piece"), the units of a paired bootstrap.
   """
   eos = samples.eos_id(tokenizer)
   pieces = [ids[i:i + seq_len] for ids in tokenizer.encode_batch(list(texts))
@@ -115,11 +118,18 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
     batch["positions"][r, :len(p)] = np.arange(len(p))
     batch["loss_mask"][r, 1:len(p)] = 1.0
   graphdef, state = nnx.split(model)
-  total = count = 0.0
+  nll, count = [], []
   for start in range(0, rows, batch_size):
-    nll, n = _nll(graphdef, state, {k: v[start:start + batch_size] for k, v in batch.items()})
-    total, count = total + float(nll), count + float(n)
-  return {"perplexity": math.exp(min(total / count, 50.0)), "ppl_tokens": int(count)}
+    n_B, c_B = _nll_per_row(graphdef, state,
+                            {k: v[start:start + batch_size] for k, v in batch.items()})
+    nll.append(np.asarray(n_B, np.float64))
+    count.append(np.asarray(c_B, np.float64))
+  nll_R, count_R = np.concatenate(nll)[:len(pieces)], np.concatenate(count)[:len(pieces)]
+  out = {"perplexity": math.exp(min(nll_R.sum() / count_R.sum(), 50.0)),
+         "ppl_tokens": int(count_R.sum())}
+  if per_piece:
+    out.update(nll_per_piece=nll_R, tokens_per_piece=count_R)
+  return out
 
 
 def judge_accuracy(human_texts, texts, folds: int, seed: int) -> float:
@@ -149,20 +159,22 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
 
 
 def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
-                    judge_folds: int = 5, seed: int = 0) -> dict:
+                    judge_folds: int = 5, seed: int = 0,
+                    other: Sequence[str] | None = None) -> dict:
   """The human row: its own text metrics, and the comparative ones (W1, L2, divergences,
-  judge) between its two halves (even / odd texts) — the split-half noise floor.
+  judge) against `other` human texts (a second set as large as a run's samples), or, without
+  one, between its two halves (even / odd texts) — the noise floor.
 
   Comparing the texts with themselves would say nothing (W1 = 0 by definition) or mislead: the
   judge, cross-validated on duplicates, learns each held-out text's copy in the other class.
   """
   human_texts = list(human_texts)
-  a, b = human_texts[0::2], human_texts[1::2]
+  a, b = (human_texts, list(other)) if other is not None else (human_texts[0::2],
+                                                               human_texts[1::2])
   out = text_metrics.compute(human_texts, human_texts)
   half = text_metrics.compute(a, b)
   for key in ("sent_len_w1", "unigram_l2"):
     out[key] = half[key]
-  feats = feature_space(human_texts)
-  out.update(feature_space.divergences(feats[0::2], feats[1::2]))
+  out.update(feature_space.divergences(feature_space(a), feature_space(b)))
   out["judge_accuracy"] = judge_accuracy(b, a, judge_folds, seed)
   return out

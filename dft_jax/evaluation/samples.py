@@ -1,8 +1,8 @@
 """Held-out prompts, their human continuations, model continuations, and the files that hold them.
 
-Prompts are the first `prompt_len` tokens of validation documents (in corpus order), so every
-run and the human reference continue the same prompts: line i of every samples file belongs to
-prompt i. Sample files are JSONL with one {"prompt", "text"} per line; readers also accept
+Prompts are non-overlapping cuts of held-out documents (several per document: `held_out`), so
+every run and the human reference continue the same prompts: line i of every samples file
+belongs to prompt i. Sample files are JSONL with one {"prompt", "text"} per line; readers also accept
 plain text, one document per line.
 """
 
@@ -25,25 +25,29 @@ def eos_id(tokenizer: Tokenizer) -> int:
 
 
 def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len: int,
-             continuation_len: int, split: str = "validation",
+             continuation_len: int, split: str = "validation", max_cuts_per_doc: int = 64,
              data_dir: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-  """Prompts [N, prompt_len] and the human continuations (token ids, up to `continuation_len`)
-  of the first `num_prompts` documents of `split` long enough to give a full prompt and at
-  least one more token."""
+  """Prompts [N, prompt_len] and their human continuations (token ids, `continuation_len`
+  each) cut from the documents of `split`: cut j of a document starts at token
+  j * (prompt_len + continuation_len), so cuts never overlap, and only full cuts are kept.
+  Cuts are taken round-robin over documents (first cuts of every document, then second
+  cuts, ...), so a short request spreads over as many documents as it can. Fewer than
+  `num_prompts` available cuts is an error naming how many there are."""
   docs = sources.documents(corpus, split, data_dir)
-  prompts, human = [], []
-  for start in range(0, len(docs), 256):
-    texts = [d.decode("utf-8", "replace") if isinstance(d, bytes) else d
-             for d in (docs[i] for i in range(start, min(start + 256, len(docs))))]
-    for ids in tokenizer.encode_batch(texts):
-      if len(ids) > prompt_len:
-        prompts.append(ids[:prompt_len])
-        human.append(np.asarray(ids[prompt_len:prompt_len + continuation_len], np.int32))
-      if len(prompts) == num_prompts:
-        return np.asarray(prompts, np.int32), human
-  if not prompts:
-    raise ValueError(f"no {split} document of {corpus!r} is longer than {prompt_len} tokens")
-  return np.asarray(prompts, np.int32), human
+  texts = [d.decode("utf-8", "replace") if isinstance(d, bytes) else d
+           for d in (docs[i] for i in range(len(docs)))]
+  stride = prompt_len + continuation_len
+  cuts_of = [[ids[j * stride:(j + 1) * stride] for j in range(min(len(ids) // stride,
+                                                                   max_cuts_per_doc))]
+             for ids in tokenizer.encode_batch(texts)]
+  cuts = [doc[j] for j in range(max(map(len, cuts_of), default=0)) for doc in cuts_of
+          if j < len(doc)][:num_prompts]
+  if len(cuts) < num_prompts:
+    raise ValueError(f"{corpus} ({split}) gives {len(cuts)} non-overlapping cuts of "
+                     f"{prompt_len} + {continuation_len} tokens, fewer than the {num_prompts} "
+                     "prompts asked for; ask for fewer prompts or shorter cuts")
+  prompts = np.asarray([c[:prompt_len] for c in cuts], np.int32)
+  return prompts, [np.asarray(c[prompt_len:], np.int32) for c in cuts]
 
 
 def continue_prompts(model, prompts_NxP: np.ndarray, *, max_new_tokens: int, seed: int,

@@ -65,6 +65,8 @@ def make(loss_cfg, model_cfg, context):
   if loss_cfg.temperature <= 0:
     raise ValueError(f"loss.temperature must be > 0 (samples need a density), got "
                      f"{loss_cfg.temperature}")
+  if not 0 < loss_cfg.top_p <= 1:
+    raise ValueError(f"loss.top_p must be in (0, 1], got {loss_cfg.top_p}")
   if loss_cfg.kl_beta > 0 and loss_cfg.estimator != "score_function":
     raise ValueError("loss.kl_beta needs estimator='score_function' (the KL is estimated on "
                      "its samples)")
@@ -95,12 +97,18 @@ def make(loss_cfg, model_cfg, context):
   rank_onehot_VxK = jnp.asarray(
       np.eye(features.NUM_RANK_BINS, dtype=np.float32)[tables.rank_bin])
   n_p, n_g, n_d = loss_cfg.prompt_len, loss_cfg.gen_len, loss_cfg.dist_batch
+  top_p = loss_cfg.top_p
 
   def sample_logp(model, full, segments, positions, tokens_BxG, valid_BxG):
-    """log p of each continuation at the sampling temperature (the density it was drawn from)."""
-    logits = model(full, positions, segments)[:, n_p - 1:-1].astype(jnp.float32)
-    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(logits / loss_cfg.temperature),
-                                   tokens_BxG[..., None], axis=-1)[..., 0]
+    """log p of each continuation under the distribution it was drawn from: tempered and
+    truncated to the top-p nucleus (the deployed decoding)."""
+    logits_BxGxV = model(full, positions, segments)[:, n_p - 1:-1]
+    b, g, v = logits_BxGxV.shape
+    filtered = sampling.filter_logits(logits_BxGxV.reshape(b * g, v), loss_cfg.temperature, 0,
+                                      top_p).reshape(b, g, v)
+    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(filtered), tokens_BxG[..., None],
+                                   axis=-1)[..., 0]
+    logp_BxG = jnp.where(valid_BxG, logp_BxG, 0.0)  # -inf outside the nucleus past EOS
     return jnp.sum(logp_BxG * valid_BxG, axis=1)
 
   def score_function(model, batch, rng, anchor):
@@ -113,7 +121,7 @@ def make(loss_cfg, model_cfg, context):
     prompt_mask_BxP = (seg_BxP == seg_BxP[:, -1:]) & (seg_BxP != 0)
     samples = sampling.decode(frozen, prompts_BxP, prompt_mask_BxP, rng,
                               max_new_tokens=n_g, temperature=loss_cfg.temperature,
-                              eos_ids=(eos,), pad_id=eos)
+                              top_p=top_p, eos_ids=(eos,), pad_id=eos)
     tokens_BxG = jax.lax.stop_gradient(samples.tokens_BxG)
     valid_BxG = samples.valid_BxG
     text_BxG = valid_BxG & (tokens_BxG != eos)  # reference windows hold no EOS

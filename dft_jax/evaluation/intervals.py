@@ -1,0 +1,118 @@
+"""Paired bootstrap intervals of DFT − SFT over prompts, the gap-closed column, and the verdict.
+
+Every run continues the same prompts, so prompt i's SFT text, DFT text and human continuation
+form one unit. A bootstrap replicate draws prompt indices with replacement and recomputes each
+set-level metric (diversity, sentence-length variance, feature divergence, ...) on the drawn
+units of both runs (and of the human texts for comparative metrics); the 2.5 / 97.5 percentiles
+of the replicate differences are the 95% interval. Resampling repeats texts, which lowers
+distinct-n-style metrics a little in both arms alike; the paired difference is what is reported.
+
+  gap closed = (SFT − DFT) / (SFT − human)          1 = DFT reaches human, 0 = no change
+
+The verdict of a claim is "holds" when its interval lies wholly on the claimed side,
+"does not hold" when wholly on the other, else "inconclusive" — computed, never written.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+Metric = Callable[[np.ndarray], float]   # prompt indices -> the metric on those units
+
+
+def indices(n: int, reps: int, seed: int) -> np.ndarray:
+  """[reps, n] prompt indices drawn with replacement (the same draws for every metric)."""
+  return np.random.default_rng(seed).integers(0, n, size=(reps, n))
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+  finite = values[np.isfinite(values)]
+  if finite.size == 0:
+    return (float("nan"), float("nan"))
+  tail = 100 * (1 - level) / 2
+  return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
+def paired(sft: Metric, dft: Metric, draws: np.ndarray, point_n: int) -> dict:
+  """Point value and 95% interval of dft − sft."""
+  everything = np.arange(point_n)
+  deltas = np.asarray([dft(idx) - sft(idx) for idx in draws])
+  lo, hi = interval(deltas)
+  return {"delta": float(dft(everything) - sft(everything)), "lo": lo, "hi": hi}
+
+
+def gap_closed(sft: Metric, dft: Metric, human: Metric, draws: np.ndarray,
+               point_n: int) -> dict:
+  """(SFT − DFT) / (SFT − human), its point value and 95% interval."""
+  def ratio(idx):
+    s, d, h = sft(idx), dft(idx), human(idx)
+    return (s - d) / (s - h) if abs(s - h) > 1e-12 else float("nan")
+  values = np.asarray([ratio(idx) for idx in draws])
+  lo, hi = interval(values)
+  return {"value": float(ratio(np.arange(point_n))), "lo": lo, "hi": hi}
+
+
+def verdict(lo: float, hi: float, *, above: float = 0.0) -> str:
+  """'holds' if [lo, hi] lies above `above`, 'does not hold' if below, else 'inconclusive'."""
+  if not (np.isfinite(lo) and np.isfinite(hi)):
+    return "inconclusive"
+  if lo > above:
+    return "holds"
+  if hi < above:
+    return "does not hold"
+  return "inconclusive"
+
+
+def toward(target: Metric, sft: Metric, dft: Metric) -> tuple[Metric, Metric]:
+  """The two metrics as negated distances to `target`, so that dft − sft > 0 means DFT is
+  the nearer: |sft − target| − |dft − target| on the same draw."""
+  return (lambda idx: -abs(sft(idx) - target(idx)), lambda idx: -abs(dft(idx) - target(idx)))
+
+
+def claims(sft: dict[str, Metric], dft: dict[str, Metric], human: dict[str, Metric],
+           draws: np.ndarray, point_n: int, ppl_ratio: dict | None = None,
+           ppl_tolerance: float = 0.03) -> list[dict]:
+  """The article's claims, each {claim, statistic, value, lo, hi, verdict}.
+
+  sft / dft / human map metric names to Metric functions (human: its own value, for
+  sentence-length variance). ppl_ratio: {"value", "lo", "hi"} of DFT/SFT perplexity − 1.
+  """
+  out = []
+
+  def add(claim, statistic, stat, above=0.0):
+    out.append({"claim": claim, "statistic": statistic, **stat,
+                "verdict": verdict(stat["lo"], stat["hi"], above=above)})
+
+  add("diversity up", "DFT − SFT diversity", paired(sft["diversity"], dft["diversity"], draws,
+                                                    point_n))
+  s, d = toward(human["sent_len_var"], sft["sent_len_var"], dft["sent_len_var"])
+  add("sentence-length variance toward human", "|SFT − human| − |DFT − human|",
+      paired(s, d, draws, point_n))
+  if ppl_ratio is not None:
+    # "not worse": holds when the whole interval of DFT/SFT − 1 is under the tolerance
+    flipped = {"delta": -ppl_ratio["delta"], "lo": -ppl_ratio["hi"], "hi": -ppl_ratio["lo"]}
+    add(f"perplexity not worse (within +{100 * ppl_tolerance:.0f}%)",
+        f"−(DFT/SFT perplexity − 1), vs −{ppl_tolerance}", flipped, above=-ppl_tolerance)
+  s, d = toward(lambda idx: 0.5, sft["judge_accuracy"], dft["judge_accuracy"])
+  add("judge nearer 0.5", "|SFT acc − 0.5| − |DFT acc − 0.5|", paired(s, d, draws, point_n))
+  return out
+
+
+def ratio_interval(nll_a: np.ndarray, tok_a: np.ndarray, nll_b: np.ndarray, reps: int,
+                   seed: int) -> dict:
+  """Perplexity ratio b/a − 1 over paired scored pieces (same pieces, same token counts):
+  exp((Σ nll_b − Σ nll_a) / Σ tokens) − 1, point value and 95% bootstrap interval."""
+  def ratio(idx):
+    return float(np.expm1((nll_b[idx].sum() - nll_a[idx].sum()) / max(tok_a[idx].sum(), 1)))
+  draws = indices(len(nll_a), reps, seed)
+  lo, hi = interval(np.asarray([ratio(i) for i in draws]))
+  return {"delta": ratio(np.arange(len(nll_a))), "lo": lo, "hi": hi}
+
+
+def summarize(results: Sequence[dict]) -> str:
+  """One line per claim: '<claim>: <verdict> (statistic = v [lo, hi])'."""
+  return "\n".join(f"- {c['claim']}: **{c['verdict']}** ({c['statistic']} = "
+                   f"{c['delta']:+.4g}, 95% CI [{c['lo']:+.4g}, {c['hi']:+.4g}])"
+                   for c in results)

