@@ -3,6 +3,7 @@ r"""Converts between Hugging Face checkpoint directories and native dft_jax mode
   python -m dft_jax.convert --from-hf HF_DIR --to OUT_DIR      # HF -> dft_jax (orbax)
   python -m dft_jax.convert --from DFT_DIR --to-hf OUT_DIR     # dft_jax -> HF (safetensors)
   python -m dft_jax.convert --from WORKDIR --to-hf OUT_DIR     # a run's newest checkpoint -> HF
+  python -m dft_jax.convert --from-gguf FILE --to-hf OUT_DIR   # llama.cpp GGUF -> HF (float32)
 
 `tokenizer.json` travels with the weights, checked against the model's vocabulary.
 """
@@ -16,14 +17,17 @@ import time
 from absl import app, flags, logging
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.models import hf_io, native
+from dft_jax.models import gguf_io, hf_io, native
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("from-hf", None, "Hugging Face checkpoint directory to read.")
 flags.DEFINE_string("to", None, "dft_jax model directory to write (with --from-hf).")
 flags.DEFINE_string("from", None, "dft_jax model directory or training workdir to read "
                     "(with --to-hf).")
-flags.DEFINE_string("to-hf", None, "Hugging Face directory to write (with --from).")
+flags.DEFINE_string("to-hf", None, "Hugging Face directory to write (with --from or "
+                    "--from-gguf).")
+flags.DEFINE_string("from-gguf", None, "GGUF file to read (llama architecture; any "
+                    "quantization the gguf package dequantizes).")
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16", "float16"],
                   "Storage dtype of the written weights (default: as read).")
 flags.DEFINE_integer("max-shard-mb", 5 * 1024, "Largest safetensors shard written, in MiB.")
@@ -56,16 +60,20 @@ def native_to_hf(src: str, dst: str, dtype: str | None = None,
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  src_hf, src_native = FLAGS["from-hf"].value, FLAGS["from"].value
+  src_hf, src_native, src_gguf = (FLAGS[k].value for k in ("from-hf", "from", "from-gguf"))
   to_hf = FLAGS["to-hf"].value
-  if bool(src_hf) == bool(src_native) or bool(src_hf) != bool(FLAGS.to) \
-      or bool(src_native) != bool(to_hf):
-    raise app.UsageError("give either --from-hf DIR --to DIR, or --from DIR --to-hf DIR")
+  if sum(map(bool, (src_hf, src_native, src_gguf))) != 1 or bool(src_hf) != bool(FLAGS.to) \
+      or bool(src_native or src_gguf) != bool(to_hf):
+    raise app.UsageError("give --from-hf DIR --to DIR, --from DIR --to-hf DIR, or "
+                         "--from-gguf FILE --to-hf DIR")
   start = time.time()
   try:
     if src_hf:
       hf_to_native(src_hf, FLAGS.to, FLAGS.dtype)
       out = FLAGS.to
+    elif src_gguf:
+      gguf_io.convert(src_gguf, to_hf)
+      out = to_hf
     else:
       native_to_hf(src_native, to_hf, FLAGS.dtype, FLAGS["max-shard-mb"].value * 1024**2)
       out = to_hf

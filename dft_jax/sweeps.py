@@ -29,6 +29,8 @@ import subprocess
 import sys
 from typing import Callable
 
+from dft_jax.models import pretrained
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = "sweep.json"
 LOG_FILE = "train.log"  # the run's output, appended to on each attempt, in its workdir
@@ -60,8 +62,14 @@ def run(name: str, config: str, *, row: str | None = None, seed: int | None = No
           "overrides": overrides, "after": list(after)}
 
 
-def base_run(model: str = "tiny", steps: int = 300, name: str = "base") -> dict:
-  """The pretraining every fine-tune of a sweep starts from (`init_from="{base}"`)."""
+def base_run(model: str = "tiny", steps: int = 300, name: str = "base",
+             domain: str = "literary") -> dict:
+  """The run every fine-tune of a sweep starts from (`init_from="{base}"`): a pretraining of a
+  preset, or, for a pretrained model (`models.pretrained.MODELS`), a zero-step run that
+  records the fetched model as it is (`steps` is then ignored)."""
+  if model in pretrained.MODELS:
+    return run(name, "experiments/sft.py:" + arg_string(domain=domain, model=model, steps=0),
+               row="base")
   return run(name, "experiments/pretrain_tiny.py:" + arg_string(model=model, steps=steps),
              row="base")
 

@@ -59,9 +59,12 @@ def dft_loss(**kw):
 
 def get_config(arg=None):
   a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=LAM,
-                     divergence="sinkhorn", estimator="score_function", mode="joint")
+                     divergence="sinkhorn", estimator="score_function", mode="joint",
+                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16)
   c = base.finetune_config(a)
-  c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode)
+  c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode,
+                    temperature=a.temperature, top_p=a.top_p, gen_len=a.gen_len,
+                    dist_batch=a.dist_batch)
   return c
 
 

@@ -31,7 +31,13 @@ def _by_row(runs):
 def test_table1_expansion():
   demo = sweeps.load("experiments/table1.py")
   assert [r["name"] for r in demo] == ["base", "sft_s0", "dft_s0"]
-  runs = sweeps.load("experiments/table1.py:baselines=True,seeds=3")
+  # the pretrained default: base is the fetched model recorded by a zero-step run, and DFT
+  # samples with the deployed decoding
+  assert demo[0]["config"] == ("experiments/sft.py:domain=encyclopedia,model=smollm2-135m,"
+                               "steps=0")
+  assert "temperature=0.7,top_p=0.9" in demo[2]["config"]
+  assert "lr=5e-05" in demo[1]["config"] and "lr=5e-05" in demo[2]["config"]
+  runs = sweeps.load("experiments/table1.py:model=tiny,baselines=True,seeds=3")
   assert runs[0]["name"] == "base" and runs[0]["row"] == "base" and runs[0]["after"] == []
   assert "pretrain_tiny.py" in runs[0]["config"]
   rows = _by_row(runs)
@@ -43,7 +49,8 @@ def test_table1_expansion():
       assert r["overrides"] == {"seed": r["seed"], "init_from": "{base}"}
   assert len({r["name"] for r in runs}) == len(runs) == 13
 
-  small = sweeps.load("experiments/table1.py:domain=news,seeds=2,steps=7,baselines=False")
+  small = sweeps.load("experiments/table1.py:model=tiny,domain=news,seeds=2,steps=7,"
+                      "baselines=False")
   assert list(_by_row(small)) == ["base", "SFT", "DFT (score-function)"]
   assert [r["name"] for r in small] == ["base", "sft_s0", "dft_s0", "sft_s1", "dft_s1"]
   assert all("domain=news" in r["config"] and "steps=7" in r["config"] for r in small[1:])
@@ -51,9 +58,9 @@ def test_table1_expansion():
 
 def test_table1_get_config_is_its_dft_run():
   from experiments import dft, table1
-  ours = table1.get_config("domain=news,steps=7,seeds=5")
+  ours = table1.get_config("model=tiny,domain=news,steps=7,seeds=5")
   assert ours.to_json() == dft.get_config("domain=news,steps=7").to_json()
-  run = next(r for r in sweeps.load("experiments/table1.py:domain=news,steps=7") if
+  run = next(r for r in sweeps.load("experiments/table1.py:model=tiny,domain=news,steps=7") if
              r["name"] == "dft_s0")
   built = sweeps.build_config(run, ROOT)
   assert built.loss.to_json() == ours.loss.to_json() and built.total_steps == 7
@@ -78,7 +85,7 @@ def test_unknown_ablation_family():
     sweeps.load("experiments/ablations.py:family=nope")
 
 
-SWEEPS = ["experiments/table1.py", "experiments/ablations.py:family=all",
+SWEEPS = ["experiments/table1.py:model=tiny", "experiments/ablations.py:family=all",
           "experiments/sft.py", "experiments/dft.py", "experiments/baselines.py"]
 
 
@@ -108,6 +115,24 @@ def test_every_run_builds_through_config_flags(sweep):
       want = sweeps._resolve(value, ROOT) if isinstance(value, str) else value
       assert got == want and type(got) is type(want), (r["name"], key, got)
     _check_loss(config.loss)
+
+
+def test_pretrained_table_builds_through_config_flags(tmp_path, monkeypatch):
+  # a stand-in for the fetched model: configs only need its directory to be marked fetched
+  monkeypatch.setenv("DFT_JAX_DATA", str(tmp_path))
+  folder = tmp_path / "models" / "smollm2-135m"
+  folder.mkdir(parents=True)
+  (folder / "fetched.json").write_text("{}")
+  built = {r["name"]: sweeps.build_config(r, ROOT) for r in sweeps.load("experiments/table1.py")}
+  assert built["base"].init_from == str(folder) and built["base"].total_steps == 0
+  assert built["dft_s0"].init_from == os.path.join(ROOT, "base")
+  loss = built["dft_s0"].loss
+  assert (loss.temperature, loss.top_p, loss.gen_len, loss.lam) == (0.7, 0.9, 48, 0.001)
+  assert built["sft_s0"].optim.lr == built["dft_s0"].optim.lr == 5e-5
+  _check_loss(loss)
+  monkeypatch.setenv("DFT_JAX_DATA", str(tmp_path / "empty"))
+  with pytest.raises(Exception, match="pretrained.fetch|pretrained fetch smollm2-135m"):
+    sweeps.build_config(sweeps.load("experiments/table1.py")[1], ROOT)
 
 
 def test_ablation_values_reach_the_loss_config():

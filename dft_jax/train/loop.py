@@ -277,6 +277,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             return last_val
       if pending is not None:
         report(*pending)
+      if config.total_steps == 0 and start == 0:
+        # a zero-step run records its starting model (a table's "base" row) as a run
+        last_val = evaluate(state, 0)
+        ckpt_lib.save(mngr, 0, state, train_iter, config_dict)
   finally:
     mngr.wait_until_finished()
     mngr.close()
