@@ -22,36 +22,46 @@ class Samples(NamedTuple):
   valid_BxG: jax.Array    # True up to and including the first EOS
 
 
-def _nucleus_threshold(desc_BxK: jax.Array, lse_Bx1: jax.Array, top_p: float) -> jax.Array:
-  """Smallest logit inside the nucleus, from logits sorted in descending order (a prefix of
-  them suffices when it holds at least `top_p` of the mass); the top token is always kept."""
-  probs_BxK = jnp.exp(desc_BxK - lse_Bx1)
-  mass_before_BxK = jnp.cumsum(probs_BxK, axis=-1) - probs_BxK
-  keep_BxK = mass_before_BxK < top_p
-  return jnp.min(jnp.where(keep_BxK, desc_BxK, jnp.inf), axis=-1, keepdims=True)
+def _nucleus_floor(logits_BxV: jax.Array, top_p: float, iterations: int = 40) -> jax.Array:
+  """A value just below the smallest logit of the top-p nucleus, per row [B, 1].
+
+  The nucleus keeps token j iff the mass of the tokens strictly above it is < top_p, i.e. the
+  logits >= x*, where x* is the smallest logit whose strictly-above mass S(x*) < top_p. S is
+  non-increasing, so bisection on the value keeps lo (S(lo) >= top_p, below x*) and hi
+  (S(hi) < top_p, at or above x*); after `iterations` halvings of a range of a few tens the
+  interval is far below float32 spacing of distinct logits, and "logit > lo" is the nucleus.
+  40 masked sums over the vocabulary instead of a sort: ~5x cheaper on CPU at 49k tokens.
+  """
+  probs_BxV = jax.nn.softmax(logits_BxV, axis=-1)
+  finite_BxV = jnp.isfinite(logits_BxV)
+  hi_Bx1 = jnp.max(logits_BxV, axis=-1, keepdims=True)   # S(max) = 0 < top_p
+  lo_Bx1 = jnp.min(jnp.where(finite_BxV, logits_BxV, hi_Bx1), axis=-1, keepdims=True) - 1.0
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = 0.5 * (lo + hi)
+    above_Bx1 = jnp.sum(jnp.where(logits_BxV > mid, probs_BxV, 0.0), axis=-1, keepdims=True)
+    inside = above_Bx1 < top_p   # mid >= x*: the nucleus starts at or below mid
+    return jnp.where(inside, lo, mid), jnp.where(inside, mid, hi)
+
+  lo_Bx1, _ = jax.lax.fori_loop(0, iterations, halve, (lo_Bx1, hi_Bx1))
+  return lo_Bx1
 
 
 def filter_logits(logits_BxV: jax.Array, temperature: float, top_k: int,
-                  top_p: float, nucleus_prefix: int = 256) -> jax.Array:
+                  top_p: float) -> jax.Array:
   """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf.
 
-  The nucleus is found among the `nucleus_prefix` largest logits (`lax.top_k`, 4x cheaper on
-  CPU than sorting a 49k vocabulary); only when that prefix holds less than `top_p` of the mass
-  in some row does it sort the whole vocabulary. Exact either way.
+  The nucleus is the smallest set of most likely tokens whose mass reaches top_p (the top
+  token always kept), found by bisection on the logit value (`_nucleus_floor`), not a sort.
   """
   logits_BxV = logits_BxV.astype(jnp.float32) / temperature
   if top_k > 0:
     kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
     logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
   if top_p < 1.0:
-    lse_Bx1 = jax.nn.logsumexp(logits_BxV, axis=-1, keepdims=True)
-    k = min(nucleus_prefix, logits_BxV.shape[-1])
-    prefix_BxK = jax.lax.top_k(logits_BxV, k)[0]
-    covered = jnp.all(jnp.sum(jnp.exp(prefix_BxK - lse_Bx1), axis=-1) >= top_p)
-    threshold_Bx1 = jax.lax.cond(
-        covered, lambda: _nucleus_threshold(prefix_BxK, lse_Bx1, top_p),
-        lambda: _nucleus_threshold(jnp.sort(logits_BxV, axis=-1)[:, ::-1], lse_Bx1, top_p))
-    logits_BxV = jnp.where(logits_BxV < threshold_Bx1, -jnp.inf, logits_BxV)
+    floor_Bx1 = _nucleus_floor(logits_BxV, top_p)
+    logits_BxV = jnp.where(logits_BxV > floor_Bx1, logits_BxV, -jnp.inf)
   return logits_BxV
 
 

@@ -34,6 +34,8 @@ flags.DEFINE_integer("prompt_len", 16, "Prompt length in tokens.")
 flags.DEFINE_integer("max_new_tokens", 48, "Continuation length in tokens.")
 flags.DEFINE_integer("seed", 0, "Sampling seed (the same for every run).")
 flags.DEFINE_integer("ppl_docs", 64, "Documents of the split scored for perplexity.")
+flags.DEFINE_integer("ppl_pieces", 128, "At most this many 128-token pieces of them, "
+                     "round-robin over documents (0: all).")
 flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each decoding the "
                     "table is evaluated at; the first is the deployed one the verdict uses.")
 flags.DEFINE_integer("bootstrap", 200, "Paired bootstrap replicates for the intervals.")
@@ -64,7 +66,8 @@ def main(argv):
     reproduce.reproduce(pairs, out, corpus=FLAGS.corpus, split=FLAGS.split,
                         num_prompts=FLAGS.num_prompts, prompt_len=FLAGS.prompt_len,
                         max_new_tokens=FLAGS.max_new_tokens, seed=FLAGS.seed,
-                        ppl_docs=FLAGS.ppl_docs, reported=FLAGS.reported,
+                        ppl_docs=FLAGS.ppl_docs, ppl_pieces=FLAGS.ppl_pieces or None,
+                        reported=FLAGS.reported,
                         decodings=reproduce.parse_decodings(FLAGS.decodings),
                         bootstrap=FLAGS.bootstrap)
   except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -17,7 +17,9 @@ def test_paired_interval_is_the_percentiles_of_the_replicate_differences():
   out = intervals.paired(mean_of(a), mean_of(b), draws, 200)
   deltas = np.asarray([b[i].mean() - a[i].mean() for i in draws])
   assert out["delta"] == pytest.approx(b.mean() - a.mean())
-  assert (out["lo"], out["hi"]) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])))
+  centred = deltas - np.median(deltas) + out["delta"]
+  assert (out["lo"], out["hi"]) == pytest.approx(tuple(np.percentile(centred, [2.5, 97.5])))
+  assert out["lo"] < out["delta"] < out["hi"]
   # pairing: a shared per-prompt effect cancels, so the interval is narrower than unpaired
   shared = rng.normal(size=200) * 5
   paired = intervals.paired(mean_of(a + shared), mean_of(b + shared), draws, 200)
@@ -29,7 +31,12 @@ def test_gap_closed_formula_and_verdicts():
   sft, dft, human = np.full(50, 10.0), np.full(50, 7.0), np.full(50, 4.0)
   out = intervals.gap_closed(mean_of(sft), mean_of(dft), mean_of(human),
                              intervals.indices(50, 20, 0), 50)
-  assert out == {"value": 0.5, "lo": 0.5, "hi": 0.5}  # (10 - 7) / (10 - 4)
+  assert out == {"value": 0.5, "lo": 0.5, "hi": 0.5, "defined": True}  # (10 - 7) / (10 - 4)
+  rng = np.random.default_rng(0)
+  noisy = intervals.gap_closed(mean_of(sft + rng.normal(size=50)), mean_of(dft),
+                               mean_of(sft + rng.normal(size=50)), intervals.indices(50, 50, 0),
+                               50)
+  assert not noisy["defined"]  # SFT and "human" differ by noise only
   assert intervals.verdict(0.1, 0.3) == "holds"
   assert intervals.verdict(-0.3, -0.1) == "does not hold"
   assert intervals.verdict(-0.1, 0.3) == "inconclusive"

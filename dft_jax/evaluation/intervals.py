@@ -4,10 +4,11 @@ Every run continues the same prompts, so prompt i's SFT text, DFT text and human
 form one unit. A bootstrap replicate draws prompt indices with replacement and recomputes each
 set-level metric (diversity, sentence-length variance, feature divergence, ...) on the drawn
 units of both runs (and of the human texts for comparative metrics); the 2.5 / 97.5 percentiles
-of the replicate differences are the 95% interval. Resampling repeats texts, which lowers
-distinct-n-style metrics a little in both arms alike; the paired difference is what is reported.
+of the replicate differences, re-centred on the point difference (resampling repeats texts,
+which shifts distinct-n / self-BLEU of every replicate alike), are the 95% interval.
 
   gap closed = (SFT − DFT) / (SFT − human)          1 = DFT reaches human, 0 = no change
+  (not given when the SFT − human gap's own interval holds 0)
 
 The verdict of a claim is "holds" when its interval lies wholly on the claimed side,
 "does not hold" when wholly on the other, else "inconclusive" — computed, never written.
@@ -35,23 +36,50 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
   return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
+def memo(metric: Metric) -> Metric:
+  """The metric, computed once per distinct draw (claims and gap closed reuse the deltas')."""
+  cache = {}
+
+  def cached(idx):
+    key = idx.tobytes()
+    if key not in cache:
+      cache[key] = metric(idx)
+    return cache[key]
+  return cached
+
+
+def _centred(point: float, values: np.ndarray) -> tuple[float, float]:
+  """Percentile interval of the replicates shifted so their median is the point value.
+  Resampling repeats texts, which moves distinct-n / self-BLEU-like metrics of every replicate
+  the same way; the shift removes that bias from the interval's location."""
+  finite = values[np.isfinite(values)]
+  if finite.size == 0 or not np.isfinite(point):
+    return (float("nan"), float("nan"))
+  return interval(finite - np.median(finite) + point)
+
+
 def paired(sft: Metric, dft: Metric, draws: np.ndarray, point_n: int) -> dict:
   """Point value and 95% interval of dft − sft."""
   everything = np.arange(point_n)
-  deltas = np.asarray([dft(idx) - sft(idx) for idx in draws])
-  lo, hi = interval(deltas)
-  return {"delta": float(dft(everything) - sft(everything)), "lo": lo, "hi": hi}
+  point = float(dft(everything) - sft(everything))
+  lo, hi = _centred(point, np.asarray([dft(idx) - sft(idx) for idx in draws]))
+  return {"delta": point, "lo": lo, "hi": hi}
 
 
 def gap_closed(sft: Metric, dft: Metric, human: Metric, draws: np.ndarray,
                point_n: int) -> dict:
-  """(SFT − DFT) / (SFT − human), its point value and 95% interval."""
+  """(SFT − DFT) / (SFT − human), its point value and 95% interval; "defined" is False when
+  the SFT − human gap itself is not resolved (its interval holds 0): a ratio over a gap that
+  may be nothing says nothing."""
   def ratio(idx):
     s, d, h = sft(idx), dft(idx), human(idx)
     return (s - d) / (s - h) if abs(s - h) > 1e-12 else float("nan")
-  values = np.asarray([ratio(idx) for idx in draws])
-  lo, hi = interval(values)
-  return {"value": float(ratio(np.arange(point_n))), "lo": lo, "hi": hi}
+  everything = np.arange(point_n)
+  point = ratio(everything)
+  lo, hi = _centred(point, np.asarray([ratio(idx) for idx in draws]))
+  gap = paired(human, sft, draws, point_n)
+  return {"value": float(point), "lo": lo, "hi": hi,
+          "defined": bool(gap["lo"] > 0 or gap["hi"] < 0)}
 
 
 def verdict(lo: float, hi: float, *, above: float = 0.0) -> str:

@@ -96,17 +96,22 @@ def _nll_per_row(graphdef, state, batch):
 
 
 def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
-               batch_size: int = 16, per_piece: bool = False) -> dict:
+               batch_size: int = 16, per_piece: bool = False,
+               max_pieces: int | None = None) -> dict:
   """exp(total NLL / predicted tokens) of the texts, each scored alone with EOS appended.
 
   A text longer than `seq_len` is scored in consecutive pieces (each piece's first token is
-  context, as in training's packed rows). per_piece: also each piece's NLL sum and token
-  count ("nll_per_piece", "tokens_per_piece"), the units of a paired bootstrap.
+  context, as in training's packed rows). max_pieces: score only that many, taken round-robin
+  over the texts (every text's first piece, then second pieces, ...), so long documents do not
+  crowd out the others. per_piece: also each piece's NLL sum and token count
+  ("nll_per_piece", "tokens_per_piece"), the units of a paired bootstrap.
   """
   eos = samples.eos_id(tokenizer)
-  pieces = [ids[i:i + seq_len] for ids in tokenizer.encode_batch(list(texts))
-            for ids in [ids + [eos]] for i in range(0, len(ids), seq_len)]
-  pieces = [p for p in pieces if len(p) > 1]
+  per_text = [[p for i in range(0, len(ids), seq_len) for p in [ids[i:i + seq_len]]
+               if len(p) > 1]
+              for ids in (ids + [eos] for ids in tokenizer.encode_batch(list(texts)))]
+  pieces = [t[j] for j in range(max(map(len, per_text), default=0)) for t in per_text
+            if j < len(t)][:max_pieces]
   if not pieces:
     raise ValueError("no text has a token to predict")
   rows = -(-len(pieces) // batch_size) * batch_size

@@ -99,22 +99,23 @@ def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_
   """Every bootstrapped metric of one run as a function of the drawn prompt indices."""
   out = {k: _text_metric(k, texts, human) for k in BOOTSTRAPPED
          if not k.startswith(("feature_", "judge_"))}
-  div = lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx])  # noqa: E731
+  div = intervals.memo(lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx]))
   out["feature_sinkhorn"] = lambda idx: div(idx)["feature_sinkhorn"]
   out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
   out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
-  return out
+  return {k: intervals.memo(f) for k, f in out.items()}
 
 
 def _seed_mean(fns: Sequence[dict]) -> dict:
   """Metric functions averaged over seeds (the same drawn prompts for every seed)."""
-  return {k: (lambda idx, k=k: float(np.mean([f[k](idx) for f in fns]))) for k in fns[0]}
+  return {k: intervals.memo(lambda idx, k=k: float(np.mean([f[k](idx) for f in fns])))
+          for k in fns[0]}
 
 
 def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, seed,
                       max_new_tokens, path):
   conts = samples.continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
-                                   eos=samples.eos_id(tok), **decoding)
+                                   eos=samples.eos_id(tok), batch_size=64, **decoding)
   rows = samples.records(tok, prompts, conts)
   samples.write_jsonl(path, rows)
   texts = [r["text"] for r in rows]
@@ -139,9 +140,10 @@ def _comparison(decoding_runs: list[dict], human: list[str], human_b: list[str],
                                          r["verdicts"]["correct_human"],
                                          r["verdicts"]["correct_model"]) for r in group])
          for name, group in (("sft", sft), ("dft", dft))}
-  human_fns = {k: _text_metric(k, human, human) for k in ("diversity", "sent_len_var")}
-  human_fns["feature_sinkhorn"] = lambda idx: space.divergences(
-      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"]
+  human_fns = {k: intervals.memo(_text_metric(k, human, human))
+               for k in ("diversity", "sent_len_var")}
+  human_fns["feature_sinkhorn"] = intervals.memo(lambda idx: space.divergences(
+      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"])
   draws = intervals.indices(n, reps, seed)
   deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in BOOTSTRAPPED}
   gaps = {k: intervals.gap_closed(fns["sft"][k], fns["dft"][k], human_fns[k], draws, n)
@@ -169,7 +171,8 @@ def _comparison_markdown(comp: dict, decoding_label: str, prompts: int, reps: in
            "| metric | DFT − SFT | 95% CI | gap closed | 95% CI |", "|---|---|---|---|---|"]
   for key, d in comp["deltas"].items():
     g = comp["gap_closed"].get(key)
-    gap = (f"{g['value']:.2f} | [{g['lo']:.2f}, {g['hi']:.2f}]" if g else "– | –")
+    gap = ("– | –" if not g else "SFT ≈ human (gap not resolved) | –" if not g["defined"]
+           else f"{g['value']:.2f} | [{g['lo']:.2f}, {g['hi']:.2f}]")
     lines.append(f"| {names.get(key, key)} | {d['delta']:+.4g} | [{d['lo']:+.4g}, "
                  f"{d['hi']:+.4g}] | {gap} |")
   lines += ["", f"Verdict ({decoding_label}; computed from the intervals):",
@@ -180,7 +183,7 @@ def _comparison_markdown(comp: dict, decoding_label: str, prompts: int, reps: in
 def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: str | None = None,
               split: str = "test", num_prompts: int = 256, prompt_len: int = 16,
               max_new_tokens: int = 48, seed: int = 0, ppl_docs: int = 64,
-              decodings=DECODINGS, bootstrap: int = 200, reported: bool = True,
+              ppl_pieces: int | None = 128, decodings=DECODINGS, bootstrap: int = 200, reported: bool = True,
               log: Callable[[str], None] = print) -> dict:
   """Evaluates (workdir, row label or None) pairs at each decoding; writes results.json,
   table.md, table.tex and PNG plots into `out_dir`; returns {decoding label: table}.
@@ -223,7 +226,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   ppl, lengths, gaps = {}, {}, {}
   for i, ((workdir, _), config, label) in enumerate(zip(runs, configs, labels)):
     model, _ = checkpoint.load_model(workdir)
-    scored = report.perplexity(model, tok, ppl_texts, per_piece=True)
+    scored = report.perplexity(model, tok, ppl_texts, per_piece=True, max_pieces=ppl_pieces)
     ppl[workdir] = scored
     name = os.path.basename(os.path.normpath(workdir))
     for d, (dlabel, decoding) in enumerate(decodings):
@@ -262,7 +265,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     caption = (f"{corpus} ({split} split), decoding {dlabel}: {len(prompts)} held-out prompts "
                f"({prompt_len} tokens, non-overlapping cuts), {max_new_tokens} new tokens; "
                f"mean ± sd over seeds. Judge = classifier proxy for human preference. PPL on "
-               f"{len(ppl_texts)} {split} documents. Human row: its own metrics; comparative "
+               f"{rows[0]['ppl_tokens']} tokens of {len(ppl_texts)} {split} documents. Human row: its own metrics; comparative "
                f"ones against a second human set of {len(human_b)} continuations (the noise "
                "floor).")
     md.append(f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and d == 0,
