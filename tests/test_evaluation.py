@@ -166,7 +166,8 @@ def test_reproduce_table_on_two_finished_runs(runs):
   deployed = results["decodings"]["deployed: T=0.7, top-p=0.9"]
   assert [r["row"] for r in deployed["runs"]] == ["SFT", "DFT (score-function)"]
   assert deployed["runs"][0]["win_rate"] == 0.5 and 0 <= deployed["runs"][1]["win_rate"] <= 1
-  comp = deployed["comparison"]
+  [comp] = deployed["comparisons"]
+  assert comp["dft_row"] == "DFT (score-function)"
   for key, d in comp["deltas"].items():  # the point difference is the table's own
     if key in deployed["runs"][0]:
       assert d["delta"] == pytest.approx(deployed["runs"][1][key] - deployed["runs"][0][key],

@@ -4,8 +4,8 @@ Every run continues the same held-out prompts (non-overlapping cuts of the fine-
 test split; tune on validation) with the same sampling seed, at each decoding of DECODINGS;
 the human row is the documents' true continuations, and its comparative metrics are measured
 against a second, equally large set of human continuations (the noise floor). Perplexity is
-measured on whole test documents. Below each table: DFT − SFT with paired bootstrap intervals
-over prompts, the gap-closed column and the article's claims with computed verdicts
+measured on test documents. Below each table, for every fine-tuned row but SFT (DFT first):
+row − SFT with paired bootstrap intervals over prompts, the gap-closed column and the article's claims with computed verdicts
 (intervals.py).
 """
 
@@ -128,13 +128,11 @@ def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, 
 
 
 def _comparison(decoding_runs: list[dict], human: list[str], human_b: list[str], space,
-                human_feats, human_b_feats, ppl: dict, reps: int, seed: int) -> dict | None:
-  """DFT − SFT with paired bootstrap intervals, gap closed, and the claims' verdicts."""
+                human_feats, human_b_feats, ppl: dict, reps: int, seed: int,
+                row: str) -> dict:
+  """Row `row` − SFT with paired bootstrap intervals, gap closed, and the claims' verdicts."""
   sft = [r for r in decoding_runs if r["row"] == "SFT"]
-  dft = [r for r in decoding_runs if r["row"].startswith("DFT")]
-  if not sft or not dft:
-    return None
-  dft = [r for r in dft if r["row"] == dft[0]["row"]]
+  dft = [r for r in decoding_runs if r["row"] == row]
   n = len(human)
   fns = {name: _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
                                          r["verdicts"]["correct_human"],
@@ -175,7 +173,8 @@ def _comparison_markdown(comp: dict, decoding_label: str, prompts: int, reps: in
            else f"{g['value']:.2f} | [{g['lo']:.2f}, {g['hi']:.2f}]")
     lines.append(f"| {names.get(key, key)} | {d['delta']:+.4g} | [{d['lo']:+.4g}, "
                  f"{d['hi']:+.4g}] | {gap} |")
-  lines += ["", f"Verdict ({decoding_label}; computed from the intervals):",
+  lines += ["", f"Verdict ({comp['dft_row']} vs SFT, {decoding_label}; computed from the "
+                "intervals):",
             intervals.summarize(comp["claims"]), ""]
   return "\n".join(lines)
 
@@ -260,8 +259,10 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
                               folds=min(5, len(human)))
         r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
     table = tables_out[dlabel] = tables.aggregate(rows + [human_row])
-    comp = _comparison(entries, human, human_b, space, human_feats, human_b_feats, ppl,
-                       bootstrap, seed)
+    compared = [] if not any(e["row"] == "SFT" for e in entries) else list(dict.fromkeys(
+        e["row"] for e in entries if e["row"] not in ("SFT", "base")))
+    comps = [_comparison(entries, human, human_b, space, human_feats, human_b_feats, ppl,
+                         bootstrap, seed, row) for row in compared]
     caption = (f"{corpus} ({split} split), decoding {dlabel}: {len(prompts)} held-out prompts "
                f"({prompt_len} tokens, non-overlapping cuts), {max_new_tokens} new tokens; "
                f"mean ± sd over seeds. Judge = classifier proxy for human preference. PPL on "
@@ -271,10 +272,11 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     md.append(f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and d == 0,
                                                      caption=caption))
     tex.append(tables.latex(table, reported=False, caption=caption))
-    if comp is not None:
+    for comp in comps:
       md.append(_comparison_markdown(comp, dlabel, len(prompts), bootstrap))
-      log(f"[table] {dlabel}: verdict\n" + intervals.summarize(comp["claims"]))
-    results["decodings"][dlabel] = {"runs": rows, "comparison": comp}
+      log(f"[table] {comp['dft_row']} − SFT, {dlabel}: verdict\n" +
+          intervals.summarize(comp["claims"]))
+    results["decodings"][dlabel] = {"runs": rows, "comparisons": comps}
   results["human"] = human_row
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, default=_json_default)
