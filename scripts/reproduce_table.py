@@ -34,7 +34,7 @@ flags.DEFINE_integer("prompt_len", 16, "Prompt length in tokens.")
 flags.DEFINE_integer("max_new_tokens", 48, "Continuation length in tokens.")
 flags.DEFINE_integer("seed", 0, "Sampling seed (the same for every run).")
 flags.DEFINE_integer("ppl_docs", 64, "Documents of the split scored for perplexity.")
-flags.DEFINE_integer("ppl_pieces", 128, "At most this many 128-token pieces of them, "
+flags.DEFINE_integer("ppl_pieces", 64, "At most this many 128-token pieces of them, "
                      "round-robin over documents (0: all).")
 flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each decoding the "
                     "table is evaluated at; the first is the deployed one the verdict uses.")

@@ -255,7 +255,8 @@ def two_sample_accuracy(human_texts: Sequence[str], model_texts: Sequence[str], 
 
   Returns {"accuracy": mean held-out accuracy over folds, "sd": its sd over folds (ddof 1),
   "n": texts per class, "correct_human" / "correct_model": [n] bool, each text's held-out
-  verdict, in input order when no subsampling happened (equal class sizes)}. fit_kwargs (steps, l2, learning_rate, n_buckets) go to the fits.
+  verdict, in input order when no subsampling happened (equal class sizes)}. fit_kwargs
+  (steps, l2, learning_rate, n_buckets) go to the fits.
   """
   _check_texts("human_texts", human_texts)
   _check_texts("model_texts", model_texts)

@@ -5,8 +5,8 @@ test split; tune on validation) with the same sampling seed, at each decoding of
 the human row is the documents' true continuations, and its comparative metrics are measured
 against a second, equally large set of human continuations (the noise floor). Perplexity is
 measured on test documents. Below each table, for every fine-tuned row but SFT (DFT first):
-row − SFT with paired bootstrap intervals over prompts, the gap-closed column and the article's claims with computed verdicts
-(intervals.py).
+row − SFT with paired bootstrap intervals over prompts, the gap-closed column and the
+article's claims with computed verdicts (intervals.py).
 """
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ def _comparison_markdown(comp: dict, decoding_label: str, prompts: int, reps: in
 def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: str | None = None,
               split: str = "test", num_prompts: int = 256, prompt_len: int = 16,
               max_new_tokens: int = 48, seed: int = 0, ppl_docs: int = 64,
-              ppl_pieces: int | None = 128, decodings=DECODINGS, bootstrap: int = 200, reported: bool = True,
+              ppl_pieces: int | None = 64, decodings=DECODINGS, bootstrap: int = 200,
+              reported: bool = True,
               log: Callable[[str], None] = print) -> dict:
   """Evaluates (workdir, row label or None) pairs at each decoding; writes results.json,
   table.md, table.tex and PNG plots into `out_dir`; returns {decoding label: table}.
@@ -266,7 +267,8 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     caption = (f"{corpus} ({split} split), decoding {dlabel}: {len(prompts)} held-out prompts "
                f"({prompt_len} tokens, non-overlapping cuts), {max_new_tokens} new tokens; "
                f"mean ± sd over seeds. Judge = classifier proxy for human preference. PPL on "
-               f"{rows[0]['ppl_tokens']} tokens of {len(ppl_texts)} {split} documents. Human row: its own metrics; comparative "
+               f"{rows[0]['ppl_tokens']} tokens of {len(ppl_texts)} {split} documents. Human row: "
+               "its own metrics; comparative "
                f"ones against a second human set of {len(human_b)} continuations (the noise "
                "floor).")
     md.append(f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and d == 0,

