@@ -72,3 +72,23 @@ def test_perplexity_ratio_over_paired_pieces():
   out = intervals.ratio_interval(nll_a, tokens, nll_b, reps=50, seed=0)
   assert out["delta"] == pytest.approx(np.expm1(0.1))
   assert out["lo"] == pytest.approx(np.expm1(0.1)) and out["hi"] == pytest.approx(np.expm1(0.1))
+
+
+def test_prefetch_fills_the_memo_with_the_values_computed_in_order():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=50)
+  calls = []
+
+  def metric(idx):
+    calls.append(idx.tobytes())
+    return float(np.std(x[idx]))
+  cached = intervals.memo(metric)
+  draws = intervals.indices(50, 40, seed=2)
+  intervals.prefetch([cached], draws, workers=2)
+  assert len(calls) == len({d.tobytes() for d in draws} | {np.arange(50).tobytes()})
+  out = intervals.paired(mean_of(x), cached, draws, 50)   # every value now from the memo
+  assert len(calls) == len(set(calls))
+  direct = [np.std(x[i]) - np.mean(x[i]) for i in draws]
+  assert out["delta"] == pytest.approx(np.std(x) - np.mean(x))
+  assert out["lo"] == pytest.approx(np.percentile(np.asarray(direct) - np.median(direct)
+                                                  + out["delta"], 2.5))

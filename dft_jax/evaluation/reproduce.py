@@ -127,22 +127,34 @@ def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, 
   return texts, feats, metrics, verdicts
 
 
-def _comparison(decoding_runs: list[dict], human: list[str], human_b: list[str], space,
-                human_feats, human_b_feats, ppl: dict, reps: int, seed: int,
-                row: str) -> dict:
+def _human_metrics(human: list[str], space, human_feats, human_b_feats) -> dict:
+  """The human side of the gap-closed column, as functions of the drawn prompts (one memo for
+  every decoding and row): own diversity and sentence-length variance, and the feature
+  Sinkhorn floor between the two human sets."""
+  out = {k: intervals.memo(_text_metric(k, human, human)) for k in ("diversity", "sent_len_var")}
+  out["feature_sinkhorn"] = intervals.memo(lambda idx: space.divergences(
+      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"])
+  return out
+
+
+def _row_metrics(entries: list[dict], human: list[str], human_feats, space) -> dict:
+  """Every bootstrapped metric of one table row (its seeds averaged) as functions of the drawn
+  prompts."""
+  return _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
+                                   r["verdicts"]["correct_human"], r["verdicts"]["correct_model"])
+                     for r in entries])
+
+
+def _comparison(decoding_runs: list[dict], sft_fns: dict, row: str, human_fns: dict, ppl: dict,
+                reps: int, seed: int, human: list[str], space, human_feats) -> dict:
   """Row `row` − SFT with paired bootstrap intervals, gap closed, and the claims' verdicts."""
   sft = [r for r in decoding_runs if r["row"] == "SFT"]
   dft = [r for r in decoding_runs if r["row"] == row]
   n = len(human)
-  fns = {name: _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
-                                         r["verdicts"]["correct_human"],
-                                         r["verdicts"]["correct_model"]) for r in group])
-         for name, group in (("sft", sft), ("dft", dft))}
-  human_fns = {k: intervals.memo(_text_metric(k, human, human))
-               for k in ("diversity", "sent_len_var")}
-  human_fns["feature_sinkhorn"] = intervals.memo(lambda idx: space.divergences(
-      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"])
+  fns = {"sft": sft_fns, "dft": _row_metrics(dft, human, human_feats, space)}
   draws = intervals.indices(n, reps, seed)
+  intervals.prefetch([fns["sft"]["feature_sinkhorn"], fns["dft"]["feature_sinkhorn"],
+                      human_fns["feature_sinkhorn"]], draws)
   deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in BOOTSTRAPPED}
   gaps = {k: intervals.gap_closed(fns["sft"][k], fns["dft"][k], human_fns[k], draws, n)
           for k in GAP_CLOSED}
@@ -218,6 +230,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   ppl_texts = [docs[i] for i in range(min(ppl_docs, len(docs)))]
   space = report.FeatureSpace(human, tok, max_new_tokens)
   human_feats, human_b_feats = space.human_NxF, space(human_b)
+  human_fns = _human_metrics(human, space, human_feats, human_b_feats)
   log(f"[table] {len(runs)} runs, {len(prompts)} prompts of {corpus} ({split}) x "
       f"{len(decodings)} decodings, {max_new_tokens} new tokens, sampling seed {seed}")
 
@@ -262,8 +275,9 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     table = tables_out[dlabel] = tables.aggregate(rows + [human_row])
     compared = [] if not any(e["row"] == "SFT" for e in entries) else list(dict.fromkeys(
         e["row"] for e in entries if e["row"] not in ("SFT", "base")))
-    comps = [_comparison(entries, human, human_b, space, human_feats, human_b_feats, ppl,
-                         bootstrap, seed, row) for row in compared]
+    sft_fns = _row_metrics([e for e in entries if e["row"] == "SFT"], human, human_feats, space)
+    comps = [_comparison(entries, sft_fns, row, human_fns, ppl, bootstrap, seed, human, space,
+                         human_feats) for row in compared]
     caption = (f"{corpus} ({split} split), decoding {dlabel}: {len(prompts)} held-out prompts "
                f"({prompt_len} tokens, non-overlapping cuts), {max_new_tokens} new tokens; "
                f"mean ± sd over seeds. Judge = classifier proxy for human preference. PPL on "
