@@ -37,6 +37,8 @@ LABELS = {
     "sent_len_mean": "sentence length, mean (words)",
     "sent_len_var": "sentence length, variance (words²)",
     "sent_len_w1": "sentence length, W1 to human", "unigram_l2": "unigram L2 to human",
+    "compression_ratio": "compression ratio (bytes / gzip bytes)",
+    "slop_ratio": "slop ratio (over-used word n-grams vs human)",
     "feature_sinkhorn": "feature Sinkhorn to human", "feature_mmd": "feature MMD² to human",
     "judge_accuracy": "judge accuracy (proxy; 0.5 = indistinguishable)",
     "mauve": "MAUVE (featurizer features)", "perplexity": "perplexity on the human texts",
@@ -47,7 +49,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   from dft_jax.data import tokenizer as tokenizer_lib
-  from dft_jax.evaluation import report, samples
+  from dft_jax.evaluation import report, samples, text_metrics
   start = time.time()
   try:
     texts, human = samples.read_texts(FLAGS.samples), samples.read_texts(FLAGS.human)
@@ -77,6 +79,10 @@ def main(argv):
     ref = own.get(key)
     print(f"{LABELS.get(key, key):<{width}}  {value:>10.4g}  "
           + (f"{ref:>10.4g}" if ref is not None else f"{'':>10}"))
+  print(f"\nmost over-represented word n-grams (model count / human count, ratio of add-one "
+        f"smoothed frequencies; the slop ratio is their mean):")
+  for gram, ratio, count, human_count in text_metrics.slop_ngrams(texts, human):
+    print(f"  {gram!r:<40} {count:>5} / {human_count:<5} {ratio:8.2f}")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_reproduce_table_on_two_finished_runs(runs):
   for key, d in comp["deltas"].items():  # the point difference is the table's own
     if key in deployed["runs"][0]:
       assert d["delta"] == pytest.approx(deployed["runs"][1][key] - deployed["runs"][0][key],
-                                         abs=1e-9), key
+                                         abs=1e-9, nan_ok=True), key  # slop: NaN on
+      # texts this short (no n-gram reaches its minimum count), in both places
   assert set(comp["gap_closed"]) == {"sent_len_var", "feature_sinkhorn", "diversity"}
   for line in open(os.path.join(out, "samples", "tuned.0.jsonl")):
     assert set(json.loads(line)) == {"prompt", "text"}

@@ -3,6 +3,7 @@
 import collections
 import itertools
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -293,7 +294,7 @@ def test_compute():
   metrics = tm.compute(PROSE + TEXTS, HUMAN)
   assert set(metrics) == {"rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
                           "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
-                          "sent_len_w1", "unigram_l2"}
+                          "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio"}
   for value in metrics.values():
     assert type(value) is float and math.isfinite(value)
   assert metrics["rep_3"] == pytest.approx(ref_rep(PROSE + TEXTS, 3), abs=1e-12)
@@ -303,3 +304,42 @@ def test_compute():
   human_against_itself = tm.compute(HUMAN, HUMAN)
   assert human_against_itself["sent_len_w1"] == 0.0
   assert human_against_itself["unigram_l2"] == 0.0
+  assert human_against_itself["slop_ratio"] == 1.0
+
+
+def test_compression_ratio_against_zlib():
+  texts = ["the cat sat on the mat", "the cat sat on the mat again", "a dog"]
+  data = "the cat sat on the mat the cat sat on the mat again a dog".encode()
+  deflate = zlib.compressobj(9, zlib.DEFLATED, 31)   # wbits 31: the gzip container
+  size = len(deflate.compress(data) + deflate.flush())
+  assert tm.compression_ratio(texts) == pytest.approx(len(data) / size, rel=1e-12)
+  assert tm.compression_ratio(["word " * 200]) > 10 * tm.compression_ratio(PROSE)
+
+
+def test_slop_ngrams_hand_computed():
+  model = ["Delve delve delve into it.", "We delve into it."]
+  human = ["We look into it.", "Look at it."]
+  # unigrams, model: delve 4, into 2, it 2, we 1; human: we 1, look 2, into 1, it 2, at 1
+  # V_1 = |{delve, into, it, we, look, at}| = 6; T_model + V = 9 + 6, T_human + V = 7 + 6
+  out = tm.slop_ngrams(model, human, min_count=2, orders=(1,))
+  ratio = lambda cm, ch: ((cm + 1) / 15) / ((ch + 1) / 13)  # noqa: E731
+  assert [g for g, *_ in out] == ["delve", "into", "it"]
+  assert out[0] == ("delve", pytest.approx(ratio(4, 0)), 4, 0)
+  assert out[1][1] == pytest.approx(ratio(2, 1))
+  assert out[2][1] == pytest.approx(ratio(2, 2))
+  # bigrams, model: "delve delve" 2, "delve into" 2, "into it" 2, "we delve" 1 (T = 7);
+  # human: we look, look into, into it, look at, at it (T = 5); V_2 = 8
+  bigrams = dict((g, r) for g, r, _, _ in tm.slop_ngrams(model, human, min_count=2,
+                                                          orders=(2,)))
+  assert bigrams == pytest.approx({"delve delve": (3 / 15) / (1 / 13),
+                                   "delve into": (3 / 15) / (1 / 13),
+                                   "into it": (3 / 15) / (2 / 13)})
+  # trigrams: "delve into it" 2 of 5 (V_3 = 7; human: 3 trigrams, none of it) -> (3/12)/(1/10)
+  # so over orders 1-3 the top four are delve 13/3, the two bigrams 2.6, the trigram 2.5
+  assert tm.slop_ratio(model, human, min_count=2, top=4) == pytest.approx(
+      (13 / 3 + 2.6 + 2.6 + 2.5) / 4)
+
+
+def test_slop_ratio_of_human_text_is_one():
+  assert tm.slop_ratio(PROSE, PROSE, min_count=1) == pytest.approx(1.0)
+  assert tm.slop_ratio(["x y"], ["a b"]) != tm.slop_ratio(["x y"], ["a b"])  # NaN: no candidate

@@ -166,8 +166,8 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
 def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
                     judge_folds: int = 5, seed: int = 0,
                     other: Sequence[str] | None = None) -> dict:
-  """The human row: its own text metrics, and the comparative ones (W1, L2, divergences,
-  judge) against `other` human texts (a second set as large as a run's samples), or, without
+  """The human row: its own text metrics, and the comparative ones (W1, L2, slop ratio,
+  divergences, judge) against `other` human texts (a second set as large as a run's samples), or, without
   one, between its two halves (even / odd texts) — the noise floor.
 
   Comparing the texts with themselves would say nothing (W1 = 0 by definition) or mislead: the
@@ -178,7 +178,7 @@ def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
                                                                human_texts[1::2])
   out = text_metrics.compute(human_texts, human_texts)
   half = text_metrics.compute(a, b)
-  for key in ("sent_len_w1", "unigram_l2"):
+  for key in ("sent_len_w1", "unigram_l2", "slop_ratio"):
     out[key] = half[key]
   out.update(feature_space.divergences(feature_space(a), feature_space(b)))
   out["judge_accuracy"] = judge_accuracy(b, a, judge_folds, seed)

@@ -56,9 +56,9 @@ def _compare_to(label: str, seed: int, runs: Sequence[dict]) -> dict | None:
 DECODINGS = (("deployed: T=0.7, top-p=0.9", {"temperature": 0.7, "top_p": 0.9}),
              ("T=1", {"temperature": 1.0, "top_p": 1.0}))  # = parse_decodings("0.7:0.9,1:1")
 # Metrics with a paired bootstrap interval, and those that also get a gap-closed column.
-BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "zipf", "sent_len_mean",
-                "sent_len_var", "sent_len_w1", "unigram_l2", "feature_sinkhorn", "feature_mmd",
-                "judge_accuracy")
+BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "compression_ratio", "zipf",
+                "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2", "slop_ratio",
+                "feature_sinkhorn", "feature_mmd", "judge_accuracy")
 GAP_CLOSED = ("sent_len_var", "feature_sinkhorn", "diversity")
 
 
@@ -85,13 +85,14 @@ def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
   own = {"diversity": text_metrics.diversity,
          "distinct_2": lambda t: text_metrics.distinct_n(t, 2),
          "self_bleu4": lambda t: text_metrics.self_bleu(t, 4),
+         "compression_ratio": text_metrics.compression_ratio,
          "zipf": text_metrics.zipf_coefficient,
          "sent_len_mean": text_metrics.sentence_length_mean,
          "sent_len_var": text_metrics.sentence_length_variance}
   if key in own:
     return lambda idx: float(own[key](pick(texts, idx)))
   pair = {"sent_len_w1": text_metrics.sentence_length_w1,
-          "unigram_l2": text_metrics.unigram_l2}[key]
+          "unigram_l2": text_metrics.unigram_l2, "slop_ratio": text_metrics.slop_ratio}[key]
   return lambda idx: float(pair(pick(texts, idx), pick(human, idx)))
 
 

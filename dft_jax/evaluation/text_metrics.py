@@ -10,6 +10,9 @@ of n consecutive words inside one text (n-grams never cross texts).
   zipf_coefficient s of the least-squares fit log f_r = c - s log r         Holtzman et al. 2020
   sentence lengths mean, population variance, W1 to the human lengths
   unigram_l2       || p_sample - p_human ||_2 over the union vocabulary
+  compression_ratio bytes / gzip bytes of the texts joined by spaces          Shaib et al. 2024
+  slop_ratio       mean over the SLOP_TOP most over-represented word 1-3-grams of
+                   f_model(g) / f_human(g), add-one smoothed                  Paech et al. 2025
   mauve            MAUVE on given features, if `mauve-text` is installed     Pillutla et al. 2021
 
 Pure numpy / scipy; `compute` returns all of them (except MAUVE) as Python floats.
@@ -18,6 +21,7 @@ Pure numpy / scipy; `compute` returns all of them (except MAUVE) as Python float
 from __future__ import annotations
 
 import collections
+import gzip
 import math
 import re
 from typing import Sequence
@@ -29,10 +33,13 @@ Ngram = tuple[str, ...]
 
 COMPUTE_KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
                 "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
-                "sent_len_w1", "unigram_l2")
+                "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio")
 ZIPF_MAX_RANK = 5000
 SELF_BLEU_MAX_TEXTS = 500
 BLEU_EPSILON = 0.1  # NLTK SmoothingFunction().method1 default
+SLOP_TOP = 20        # over-represented n-grams averaged by slop_ratio
+SLOP_MIN_COUNT = 3   # an n-gram must occur this often in the model's text to be a candidate
+_SLOP_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -300,6 +307,56 @@ def sentence_length_w1(texts: Sequence[str], human_texts: Sequence[str]) -> floa
 # MAUVE (optional).
 
 
+def compression_ratio(texts: Sequence[str]) -> float:
+  """UTF-8 bytes of the texts joined by single spaces over their gzip size (level 9), as in
+  Shaib et al. 2024 ("Standardizing the measurement of text diversity"): higher = more
+  repetitive. Human prose is typically 2.5-3."""
+  _check_texts(texts)
+  data = " ".join(texts).encode("utf-8")
+  if not data:
+    raise ValueError("compression_ratio: the texts are all empty")
+  return len(data) / len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def _slop_counts(texts: Sequence[str], n: int) -> collections.Counter[Ngram]:
+  words = [_SLOP_WORD.findall(t.lower()) for t in texts]
+  return collections.Counter(g for w in words for g in _ngrams(w, n))
+
+
+def slop_ngrams(texts: Sequence[str], human_texts: Sequence[str], *, top: int = SLOP_TOP,
+                min_count: int = SLOP_MIN_COUNT, orders: Sequence[int] = (1, 2, 3)
+                ) -> list[tuple[str, float, int, int]]:
+  """The model's most over-represented word n-grams against human text (Paech et al. 2025,
+  "Antislop"): [(n-gram, ratio, model count, human count)], highest ratio first.
+
+  Words: lower-cased `[a-z]+('[a-z]+)?`. For each order n, with C the n-gram counts, T the
+  totals and V_n the distinct n-grams of both sets, f(g) = (C(g) + 1) / (T + V_n) (add-one) and
+  ratio(g) = f_model(g) / f_human(g). Candidates occur >= min_count times in the model's text;
+  ties are broken by model count, then alphabetically.
+  """
+  _check_texts(texts)
+  _check_texts(human_texts)
+  out = []
+  for n in orders:
+    model, human = _slop_counts(texts, n), _slop_counts(human_texts, n)
+    vocab = len(model.keys() | human.keys())
+    total_m, total_h = sum(model.values()) + vocab, sum(human.values()) + vocab
+    for gram, count in model.items():
+      if count >= min_count:
+        ratio = ((count + 1) / total_m) / ((human[gram] + 1) / total_h)
+        out.append((" ".join(gram), ratio, count, human[gram]))
+  out.sort(key=lambda x: (-x[1], -x[2], x[0]))
+  return out[:top]
+
+
+def slop_ratio(texts: Sequence[str], human_texts: Sequence[str], *, top: int = SLOP_TOP,
+               min_count: int = SLOP_MIN_COUNT) -> float:
+  """Mean ratio of `slop_ngrams` (1 = no phrase over-used; human text against itself: 1).
+  NaN when no n-gram reaches min_count."""
+  found = slop_ngrams(texts, human_texts, top=top, min_count=min_count)
+  return float(np.mean([r for _, r, _, _ in found])) if found else float("nan")
+
+
 def mauve(sample_features: np.ndarray, human_features: np.ndarray, *, seed: int = 25,
           **mauve_kwargs) -> float | None:
   """MAUVE (Pillutla et al. 2021) between features of samples [N, F] and human texts [M, F].
@@ -340,4 +397,6 @@ def compute(texts: Sequence[str], human_texts: Sequence[str], *,
   metrics["sent_len_var"] = sentence_length_variance(texts)
   metrics["sent_len_w1"] = sentence_length_w1(texts, human_texts)
   metrics["unigram_l2"] = unigram_l2(texts, human_texts)
+  metrics["compression_ratio"] = compression_ratio(texts)
+  metrics["slop_ratio"] = slop_ratio(texts, human_texts)
   return {key: float(metrics[key]) for key in COMPUTE_KEYS}
