@@ -57,12 +57,13 @@ def reference_windows(ids, window: int, min_tokens: int) -> list[list[int]]:
           if len(d) - i >= min(window, min_tokens)]
 
 
-def compute(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
-            max_windows: int = 1024, seed: int = 0, corpus: str = "",
-            min_tokens: int | None = None) -> ReferenceStats:
-  """Windows of every document (reference_windows; `min_tokens` defaults to window // 8,
-  at least 4); a seeded subset of at most `max_windows`."""
-  import jax
+def reference_tokens(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
+                     max_windows: int = 1024, seed: int = 0, corpus: str = "",
+                     min_tokens: int | None = None):
+  """(tokens [N, window] int32, valid [N, window] bool, unigram counts [V]) of the reference
+  windows: every document's (reference_windows; `min_tokens` defaults to window // 8, at
+  least 4), a seeded subset of at most `max_windows`. The same windows feed the statistics
+  bank and the embedding bank (losses/embedding.py)."""
   ids = tokenizer.encode_batch([documents[i] for i in range(len(documents))])
   counts = np.bincount(np.concatenate([np.asarray(d, np.int64) for d in ids if d] or
                                       [np.zeros(0, np.int64)]),
@@ -79,6 +80,17 @@ def compute(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
   valid = np.zeros((len(windows), window), bool)
   for r, w in enumerate(windows):
     tokens[r, :len(w)], valid[r, :len(w)] = w, True
+  return tokens, valid, counts
+
+
+def compute(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
+            max_windows: int = 1024, seed: int = 0, corpus: str = "",
+            min_tokens: int | None = None) -> ReferenceStats:
+  """The featurized bank of the reference windows (reference_tokens), its mean and sd."""
+  import jax
+  tokens, valid, counts = reference_tokens(documents, tokenizer, window=window,
+                                           max_windows=max_windows, seed=seed, corpus=corpus,
+                                           min_tokens=min_tokens)
   tables = features.build_tables(tokenizer, counts)
   fn = jax.jit(lambda t, v: features.featurize_batch(t, v, tables))
   bank = np.concatenate([np.asarray(fn(tokens[i:i + 256], valid[i:i + 256]))

@@ -50,6 +50,9 @@ def dft_loss(**kw):
       sinkhorn_iterations=200,
       sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
       groups=tuple(features.GROUPS),
+      features="stats",              # stats | embedding | both (losses/embedding.py)
+      embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
+      embedding_pooling="mean",      # mean | last (token of the window)
       stats_file="",                 # "" = computed for stats_corpus (default: data.corpus)
       stats_corpus="",
   ))

@@ -35,7 +35,8 @@ def loss_config(stats_file, **kw):
       mode="joint", every=2, ce_weight=0.0, kl_beta=0.0, dist_batch=16, prompt_len=4, gen_len=16,
       temperature=1.0, top_p=1.0, epsilon=0.05, sinkhorn_threshold=1e-3,
       sinkhorn_iterations=200,
-      groups=("sentence_length", "punctuation"), stats_file=stats_file, stats_corpus=""))
+      groups=("sentence_length", "punctuation"), stats_file=stats_file, stats_corpus="",
+      features="stats", embedding_layer=-1, embedding_pooling="mean"))
   cfg.update(kw)
   return cfg
 

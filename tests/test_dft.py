@@ -65,9 +65,14 @@ def _train(loss_cfg, tok, docs, steps):
       lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
       clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0)))
   mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0)
-  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(S.MODEL),
-                                 loss_fn=losses.make(loss_cfg, S.MODEL, losses.Context(tok)),
+  with_anchor = losses.needs_anchor(loss_cfg)
+  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0, with_anchor=with_anchor)
+  graphdef = state_lib.graphdef(S.MODEL)
+  start = lambda: state_lib.model_of(state, graphdef)  # noqa: E731  (state at step 0)
+  context = losses.Context(tok, starting_model=start if with_anchor else None,
+                           reference_documents=docs)
+  step = step_lib.jit_train_step(mesh, shardings, graphdef=graphdef,
+                                 loss_fn=losses.make(loss_cfg, S.MODEL, context),
                                  tx=tx, lr_schedule=lr)
   batch = S.batch(tok, docs)
   dot = tok.token_id("Ġ.")
@@ -81,12 +86,17 @@ def _train(loss_cfg, tok, docs, steps):
   return history
 
 
-@pytest.mark.parametrize("divergence", ["mmd", "sinkhorn"])
-def test_dft_alone_teaches_a_model_to_end_sentences(reference, divergence):
+@pytest.mark.parametrize("divergence,space", [("mmd", "stats"), ("sinkhorn", "stats"),
+                                              ("sinkhorn", "both")])
+def test_dft_alone_teaches_a_model_to_end_sentences(reference, divergence, space, tmp_path,
+                                                    monkeypatch):
   """The reference has 2-4 word sentences; a fresh model ends one about every 30 tokens. With
-  CE switched off, the distribution term alone must raise P('.')."""
+  CE switched off, the distribution term alone must raise P('.') — also when the statistics
+  share the cost with the starting model's embeddings ('both')."""
+  monkeypatch.setenv("DFT_JAX_DATA", str(tmp_path))   # the embedding bank's cache
   tok, docs, path = reference
-  history = _train(S.loss_config(path, divergence=divergence), tok, docs, steps=16)
+  history = _train(S.loss_config(path, divergence=divergence, features=space), tok, docs,
+                   steps=16)
   (p0, _), (p_end, _) = history[0], history[-1]
   assert p0 < 0.05 and p_end > 2 * p0, history
 

@@ -11,8 +11,9 @@ LossFn = Callable  # (model, batch, rng, step, anchor=None) -> (scalar loss, sca
 
 
 def needs_anchor(loss_cfg) -> bool:
-  """Whether the train state must keep a copy of the starting params."""
-  return loss_cfg.get("kl_beta", 0.0) > 0
+  """Whether the train state must keep a copy of the starting params (a KL anchor, or the
+  frozen embedder of embedding features)."""
+  return loss_cfg.get("kl_beta", 0.0) > 0 or loss_cfg.get("features", "stats") != "stats"
 
 
 @dataclasses.dataclass
@@ -21,6 +22,8 @@ class Context:
   tokenizer: Any = None
   corpus: str = ""
   data_dir: str | None = None
+  starting_model: Callable | None = None   # () -> the model as training starts (embeddings)
+  reference_documents: Any = None          # documents of the embedding bank (default: corpus)
 
 
 def make(loss_cfg, model_cfg, context: Context | None = None) -> LossFn:

@@ -17,6 +17,10 @@ Estimators of how D reaches the parameters:
                   teacher-forced predictive distributions, compared with the bank's bin-mass
                   columns; D differentiated through the features (ott's implicit gradients).
                   Cheapest; sees no free-running behaviour; only the word_frequency bins.
+Feature space (loss.features, embedding.py): 'stats' (the 28 statistics), 'embedding' (the
+frozen starting model's pooled hidden states of each window, whitened by the reference bank),
+or 'both' (concatenated, each block scaled by 1/sqrt(its width)); the last two with the
+score-function estimator, whose samples need no gradient through the embedder.
 Optional GDC-style anchor: kl_beta * KL(p_theta || p_theta0) on the samples, p_theta0 the
 starting model kept in the train state, estimated with the same score-function surrogate.
 Schedule: joint (every step) or alternate (the distribution term every `every` steps), with a
@@ -25,6 +29,8 @@ linear lambda warm-up.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,8 +38,8 @@ from flax import nnx
 
 from dft_jax import sampling
 from dft_jax import stats as stats_lib
-from dft_jax.losses import cross_entropy, divergences, features
-from dft_jax.data import pipeline
+from dft_jax.losses import cross_entropy, divergences, embedding, features
+from dft_jax.data import corpora, pipeline, sources
 from dft_jax.models.decoder import KVCache
 
 ESTIMATORS = ("score_function", "straight_through", "expected")
@@ -54,6 +60,42 @@ def _group_gaps(feats_NxF):
   return out
 
 
+def _combine(space, stats_NxF, z_NxE):
+  """The points compared in feature space `space` (embedding.py: 'both' scales each block)."""
+  if space == "embedding":
+    return z_NxE
+  s_stats, s_emb = embedding.block_scales(stats_NxF.shape[1], z_NxE.shape[1])
+  return jnp.concatenate([stats_NxF * s_stats, z_NxE * s_emb], axis=1)
+
+
+def _embedding_reference(loss_cfg, model_cfg, context, tok) -> dict:
+  """The whitened embedding bank of the reference windows, embedded by the starting model
+  (cached under $DFT_JAX_DATA/embeddings by corpus, tokenizer, window and model fingerprint)."""
+  if context.starting_model is None:
+    raise ValueError("loss.features with embeddings needs the starting model (losses.Context"
+                     ".starting_model)")
+  layer = loss_cfg.get("embedding_layer", -1)
+  layer = model_cfg.num_layers if layer < 0 else layer
+  pooling = loss_cfg.get("embedding_pooling", "mean")
+  corpus = loss_cfg.stats_corpus or context.corpus
+  docs = context.reference_documents
+  if docs is None:
+    docs = sources.documents(corpus, "train", context.data_dir)
+  tokens, valid, _ = stats_lib.reference_tokens(docs, tok, window=loss_cfg.gen_len,
+                                                corpus=corpus)
+  model = context.starting_model()
+  key = embedding.fingerprint(model, layer, pooling)
+  name = (corpus or "documents").replace("/", "_").replace(",", "+").strip("_")
+  path = os.path.join(corpora.data_root(context.data_dir), "embeddings",
+                      f"{name}-{tok.fingerprint}-w{loss_cfg.gen_len}-{key}.npz")
+  bank_NxE = embedding.cached_bank(path if jax.process_index() == 0 else None, model, tokens,
+                                   valid, layer, pooling, key=key)
+  mu_E, w_ExE = embedding.whitening(bank_NxE)
+  return {"layer": layer, "pooling": pooling, "tokens_NxT": tokens, "valid_NxT": valid, "mu_E": jnp.asarray(mu_E, jnp.float32),
+          "w_ExE": jnp.asarray(w_ExE, jnp.float32),
+          "bank_NxE": jnp.asarray((bank_NxE - mu_E) @ w_ExE, jnp.float32)}
+
+
 def make(loss_cfg, model_cfg, context):
   if loss_cfg.estimator == "expected" and \
       "word_frequency" not in loss_cfg.groups:
@@ -72,6 +114,13 @@ def make(loss_cfg, model_cfg, context):
                      "its samples)")
   if loss_cfg.mode not in ("joint", "alternate"):
     raise ValueError(f"loss.mode must be 'joint' or 'alternate', got {loss_cfg.mode!r}")
+  space = loss_cfg.get("features", "stats")
+  if space not in embedding.FEATURE_SPACES:
+    raise ValueError(f"unknown loss.features {space!r}; available: "
+                     f"{', '.join(embedding.FEATURE_SPACES)}")
+  if space != "stats" and loss_cfg.estimator != "score_function":
+    raise ValueError(f"loss.features={space!r} needs estimator='score_function' (the "
+                     "embedder is a frozen model; the other estimators differentiate features)")
   tok = context.tokenizer
   if tok is None:
     raise ValueError("loss.name='dft' needs the run's tokenizer")
@@ -84,10 +133,18 @@ def make(loss_cfg, model_cfg, context):
     raise ValueError(f"stats window {ref.window} != loss.gen_len {loss_cfg.gen_len}; the "
                      "featurized continuations must be as long as the reference windows")
   tables = ref.tables(tok, model_cfg.vocab_size)
+  emb = None
+  if space != "stats":
+    emb = _embedding_reference(loss_cfg, model_cfg, context, tok)
   mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
   mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
   std_bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF))
   bank_NxF = std_bank_NxF * mask_F[None]
+  if emb is not None:  # the statistics of the embedded windows themselves, row for row
+    raw_NxF = features.featurize_batch(jnp.asarray(emb["tokens_NxT"]),
+                                       jnp.asarray(emb["valid_NxT"]), tables)
+    bank_NxF = _combine(space, (raw_NxF - mean_F[None]) / sd_F[None] * mask_F[None],
+                        emb["bank_NxE"])
   divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
                                 threshold=loss_cfg.sinkhorn_threshold,
                                 max_iterations=loss_cfg.sinkhorn_iterations,
@@ -127,7 +184,12 @@ def make(loss_cfg, model_cfg, context):
     text_BxG = valid_BxG & (tokens_BxG != eos)  # reference windows hold no EOS
     feats = ((features.featurize_batch(tokens_BxG, text_BxG, tables) - mean_F[None])
              / sd_F[None] * mask_F[None])
-    value, _, advantage_B = divergence(feats, bank_NxF)
+    points = feats
+    if emb is not None:
+      z_BxE = embedding.embed(anchor, tokens_BxG, text_BxG, emb["layer"], emb["pooling"])
+      z_BxE = jax.lax.stop_gradient((z_BxE - emb["mu_E"][None]) @ emb["w_ExE"])
+      points = _combine(space, feats, z_BxE)
+    value, _, advantage_B = divergence(points, bank_NxF)
     advantage_B = jax.lax.stop_gradient(advantage_B)
     seg_P, pos_P, next_B = sampling.prompt_layout(prompt_mask_BxP)
     full = jnp.concatenate([prompts_BxP, tokens_BxG], axis=1)

@@ -288,9 +288,11 @@ class Decoder(nnx.Module):
 
   def __call__(self, tokens_BxT: jax.Array, positions_BxT: jax.Array | None = None,
                segment_ids_BxT: jax.Array | None = None, cache: KVCache | None = None,
-               soft_tokens_BxTxV: jax.Array | None = None):
+               soft_tokens_BxTxV: jax.Array | None = None, hidden_layer: int | None = None):
     """soft_tokens_BxTxV: distributions over the vocabulary fed as `p @ embed` instead of the
-    ids' embeddings (straight-through rollouts); `tokens_BxT` then only gives the shape."""
+    ids' embeddings (straight-through rollouts); `tokens_BxT` then only gives the shape.
+    hidden_layer (no cache): return the residual stream after that many blocks instead of
+    logits, [B, T, D] float32; num_layers gives the final-normed state the head reads."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
     b, t = tokens_BxT.shape
     if segment_ids_BxT is None:
@@ -321,9 +323,16 @@ class Decoder(nnx.Module):
     k = v = None
     if cache is not None:
       k, v = cache.k_LxBxSxKxH, cache.v_LxBxSxKxH
+    if hidden_layer is not None and not (cache is None and 0 <= hidden_layer <= cfg.num_layers):
+      raise ValueError(f"hidden_layer must be in [0, {cfg.num_layers}] and used without a "
+                       f"cache, got {hidden_layer}")
     for i, block in enumerate(self.layers):
+      if i == hidden_layer:
+        return x_BxTxD.astype(jnp.float32)
       x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start)
     x_BxTxD = self.final_norm(x_BxTxD)
+    if hidden_layer is not None:
+      return x_BxTxD.astype(jnp.float32)
     if cfg.tie_word_embeddings:
       logits_BxTxV = _dense(x_BxTxD, self.embed_VxD[...].astype(dt).T,
                             preferred_element_type=jnp.float32)

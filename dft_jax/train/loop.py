@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 from jax.experimental import multihost_utils
 
 from dft_jax import losses
@@ -194,9 +195,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt_lib.write_model_config(workdir, cfg)
 
   graphdef = state_lib.graphdef(cfg)
+  starting_model = None
+  if with_anchor:  # the params as training started, kept in the state (also after a resume)
+    starting_model = lambda: nnx.merge(graphdef, state.anchor, state.frozen)  # noqa: E731
+  context = losses.Context(tok, config.data.corpus, data_dir, starting_model=starting_model)
   train_step = step_lib.jit_train_step(
       mesh, shardings, graphdef=graphdef,
-      loss_fn=losses.make(config.loss, cfg, losses.Context(tok, config.data.corpus, data_dir)),
+      loss_fn=losses.make(config.loss, cfg, context),
       tx=tx,
       lr_schedule=lr_schedule, grad_accum_steps=config.optim.grad_accum_steps)
   eval_step = step_lib.jit_eval_step(mesh, shardings, graphdef)

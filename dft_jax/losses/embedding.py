@@ -1,0 +1,119 @@
+"""Embedding features: a frozen model's hidden states of a text window, pooled and whitened.
+
+The learned feature space of EBFT ("Matching Features, Not Tokens", Jelassi et al. 2026) and
+of Deft's embedding MMD, beside the featurizer's 28 interpretable statistics (features.py):
+
+  h_i    = hidden state after `layer` blocks of the frozen model, for each token of window i
+           (the window fed alone, as the reference windows are; padding masked)
+  e_i    = mean of h_i over the window's tokens (pooling 'mean') or its last token ('last')
+  z_i    = W (e_i - mu),  mu and W = Sigma^{-1/2} (ZCA, ridge `ridge` * mean eigenvalue) from
+           the reference bank, so the bank's z have zero mean and identity covariance
+
+The bank is the embedded reference windows, computed once with the *starting* model and cached
+beside the run with that model's fingerprint (`fingerprint`): a bank made by another model is
+refused with one line. 'both' concatenates the standardized statistics and z, each block
+divided by the square root of its width, so each contributes an expected squared norm of 1 on
+the bank and neither dominates the cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+POOLINGS = ("mean", "last")
+FEATURE_SPACES = ("stats", "embedding", "both")
+
+
+class EmbeddingError(ValueError):
+  """A bank that does not belong to this model, layer or pooling."""
+
+
+def pool(hidden_BxTxD, valid_BxT, pooling: str):
+  """[B, D]: mean over valid positions, or the last valid position (valid is a prefix)."""
+  if pooling == "mean":
+    w_BxT = valid_BxT.astype(jnp.float32)
+    return jnp.einsum("btd,bt->bd", hidden_BxTxD, w_BxT) / jnp.maximum(
+        w_BxT.sum(1), 1.0)[:, None]
+  if pooling == "last":
+    last_B = jnp.maximum(valid_BxT.sum(1) - 1, 0)
+    return jnp.take_along_axis(hidden_BxTxD, last_B[:, None, None], axis=1)[:, 0]
+  raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def embed(model, tokens_BxT, valid_BxT, layer: int, pooling: str):
+  """Pooled hidden states [B, D] of each window, fed alone (segment 1 on valid tokens)."""
+  segments_BxT = valid_BxT.astype(jnp.int32)
+  hidden = model(tokens_BxT, None, segments_BxT, hidden_layer=layer)
+  return pool(hidden, valid_BxT, pooling)
+
+
+def whitening(bank_NxD: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+  """(mu [D], W [D, D]) with W = (Sigma + ridge * mean eigenvalue * I)^{-1/2}, symmetric (ZCA);
+  Sigma the bank's covariance (ddof 0)."""
+  x = np.asarray(bank_NxD, np.float64)
+  mu = x.mean(0)
+  sigma = np.cov(x - mu, rowvar=False, ddof=0)
+  eigval, eigvec = np.linalg.eigh(sigma)
+  eigval = np.maximum(eigval, 0.0) + ridge * max(float(eigval.mean()), 1e-30)
+  return mu, (eigvec / np.sqrt(eigval)) @ eigvec.T
+
+
+def fingerprint(model, layer: int, pooling: str) -> str:
+  """sha256 of the model's config, every parameter's bytes, the layer and the pooling."""
+  from flax import nnx
+  h = hashlib.sha256(json.dumps({"layer": layer, "pooling": pooling}).encode())
+  h.update(repr(model.cfg).encode())
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0],
+                           key=lambda x: jax.tree_util.keystr(x[0])):
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(np.asarray(leaf).tobytes())
+  return h.hexdigest()[:16]
+
+
+def embed_bank(model, tokens_NxT: np.ndarray, valid_NxT: np.ndarray, layer: int,
+               pooling: str, batch_size: int = 64) -> np.ndarray:
+  """[N, D] float32 embeddings of the reference windows, in batches of `batch_size`."""
+  fn = jax.jit(lambda t, v: embed(model, t, v, layer, pooling))
+  out = []
+  for i in range(0, len(tokens_NxT), batch_size):
+    t, v = tokens_NxT[i:i + batch_size], valid_NxT[i:i + batch_size]
+    pad = batch_size - len(t)  # one compiled shape for every batch
+    t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
+    v = np.concatenate([v, np.repeat(v[-1:], pad, 0)])
+    out.append(np.asarray(fn(jnp.asarray(t), jnp.asarray(v)))[:batch_size - pad])
+  return np.concatenate(out).astype(np.float32)
+
+
+def cached_bank(path: str | None, model, tokens_NxT, valid_NxT, layer: int, pooling: str,
+                key: str | None = None, log=print) -> np.ndarray:
+  """The embedded bank from `path` if it was made by this model (same fingerprint), else
+  computed and saved there; a file of another model is refused (EmbeddingError)."""
+  key = key or fingerprint(model, layer, pooling)
+  if path and os.path.isfile(path):
+    with np.load(path) as f:
+      found = str(f["fingerprint"])
+      if found != key:
+        raise EmbeddingError(f"{path} holds an embedding bank of another model, layer or "
+                             f"pooling (fingerprint {found}, this one {key}); delete it or use "
+                             "the run it belongs to")
+      return f["bank"]
+  bank = embed_bank(model, tokens_NxT, valid_NxT, layer, pooling)
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, bank=bank, fingerprint=key)
+    os.replace(tmp, path)
+    log(f"embedding bank: {bank.shape[0]} windows x {bank.shape[1]} dims (layer {layer}, "
+        f"{pooling} pooling) saved to {path}")
+  return bank
+
+
+def block_scales(stats_width: int, embedding_width: int) -> tuple[float, float]:
+  """Multipliers of the standardized statistics and of the whitened embeddings in 'both'."""
+  return 1.0 / np.sqrt(stats_width), 1.0 / np.sqrt(embedding_width)
