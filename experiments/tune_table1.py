@@ -1,12 +1,16 @@
 """Tuning the table's DFT on the validation split: λ over LAMS, everything else as table1.
 
-  python scripts/reproduce_table.py --sweep experiments/tune_table1.py --root runs/tune \
-      --split validation --decodings 0.7:0.9
+  python scripts/reproduce_table.py --sweep experiments/tune_table1.py --root runs/table1 \
+      --split validation --decodings 0.7:0.9 --num_prompts 240 --out runs/table1/tune_validation
+
+(the validation split of encyclopedia has 11 documents: 2 x 240 non-overlapping cuts.)
 
 Every DFT row is compared with SFT on validation prompts (paired intervals, gap closed,
 verdicts); the λ that closes most of the feature-divergence gap with perplexity within +3% of
 SFT becomes table1.PRETRAINED["lam"], and the table itself is then read on the test split.
-Arguments: as table1 (domain, model, steps, lr), plus lams ("0.001:0.003:0.01").
+Arguments: as table1 (domain, model, steps, lr), plus lams ("0.001:0.002:0.003:0.01").
+Measured (README, "Tuning on validation"): λ = 0.002 closes 50% of the diversity gap and all of
+the feature gap at +3.04% perplexity, just outside the rule; λ = 0.001 is kept.
 """
 
 import os
@@ -19,7 +23,7 @@ from dft_jax import sweeps  # noqa: E402
 
 def get_sweep(arg=None):
   arg = arg or ""
-  lams = "0.001:0.003:0.01"
+  lams = "0.001:0.002:0.003:0.01"
   kept = []
   for item in filter(None, arg.split(",")):
     if item.startswith("lams="):
