@@ -1,5 +1,5 @@
 r"""Reference statistics ("domain stats"): the feature bank of human windows that DFT compares
-model samples with (DESIGN §2.6).
+model samples with.
 
   python -m dft_jax.stats --corpus news --tokenizer runs/base/tokenizer.json --out news.npz
 

@@ -11,6 +11,8 @@ Families (arg family=NAME | all):
   divergence  sinkhorn, mmd, energy
   mode        joint, alternate (the distribution term every loss.every steps)
   gen_len     continuation length G = reference window in 32, 64, 128
+  features    the feature space: stats, embedding (the frozen starting model's hidden
+              states), both
 The reference setting (REFERENCE: experiments/dft.py's defaults, all groups) is every family's
 point of comparison; it is run once, as `ref_s{seed}` (row "reference"), and each family adds
 its other values (`lam0.2_s0`, `no_entropy_s0`, `mmd_s0`, ...). Knobs that experiments/dft.py's
@@ -36,10 +38,11 @@ FAMILIES = {
     "divergence": ("arg:divergence", ("sinkhorn", "mmd", "energy")),
     "mode": ("arg:mode", ("joint", "alternate")),
     "gen_len": ("loss.gen_len", (32, 64, 128)),
+    "features": ("arg:features", ("stats", "embedding", "both")),
 }
 REFERENCE = {"lam": dft.LAM, "epsilon": 0.05, "groups": tuple(features.GROUPS),
              "estimator": "score_function", "divergence": "sinkhorn", "mode": "joint",
-             "gen_len": 64}
+             "gen_len": 64, "features": "stats"}
 SYMBOLS = {"lam": "λ", "epsilon": "ε", "gen_len": "G"}
 
 
@@ -50,7 +53,8 @@ def _label(family, value):
     return f"no_{left_out}", f"w/o {left_out}"
   if family in SYMBOLS:
     return f"{family}{value}", f"{SYMBOLS[family]}={value}"
-  return value, {"mmd": "MMD", "energy": "energy distance"}.get(value, value.replace("_", "-"))
+  return value, {"mmd": "MMD", "energy": "energy distance", "embedding": "embedding features",
+                 "both": "stats + embedding"}.get(value, value.replace("_", "-"))
 
 
 def get_sweep(arg=None):

@@ -1,4 +1,13 @@
-"""Token-level baselines on one target domain (rows of the paper table): MixCE, TaiLr, EMO.
+"""Baselines on one target domain (rows of the paper table): the token-level MixCE, TaiLr,
+EMO and DyFT, and EBFT-style feature matching.
+
+  dyft  *Dynamic* Fine-Tuning (Wu et al. 2025): CE weighted by sg(p(y)). Not this library's
+        Distribution Fine-Tuning, despite the initials.
+  ebft  "Matching Features, Not Tokens" (EBFT, Jelassi et al. 2026) at our scale: the frozen
+        starting model's pooled hidden states as features, a kernel two-sample comparison
+        (energy distance) with the reference, REINFORCE with a leave-one-out baseline — i.e.
+        experiments/dft.py with features=embedding, divergence=energy, estimator
+        score_function, at the same λ, steps and decoding as the DFT row it is compared with.
 
   python -m dft_jax.train --config=experiments/baselines.py:loss=mixce,domain=literary \
       --config.init_from=runs/base --workdir=runs/mixce_literary
@@ -12,17 +21,25 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
+from experiments import base, dft  # noqa: E402
 from dft_jax import sweeps  # noqa: E402
 
-LOSSES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO"}  # loss -> table row
+LOSSES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO", "dyft": "DyFT",
+          "ebft": "EBFT-style"}  # loss -> table row
+TOKEN_LEVEL = ("mixce", "tailr", "emo", "dyft")
 
 
 def get_config(arg=None):
   a = base.parse_arg(arg, loss="mixce", domain="literary", model="tiny", steps=100, lr=1e-3,
-                     eta=0.1, gamma=0.1)
+                     eta=0.1, gamma=0.1, lam=dft.LAM, estimator="score_function",
+                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16)
   if a.loss not in LOSSES:
-    raise ValueError(f"loss must be mixce, tailr or emo, got {a.loss!r}")
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {a.loss!r}")
+  if a.loss == "ebft":
+    return dft.get_config(sweeps.arg_string(
+        domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
+        estimator=a.estimator, temperature=a.temperature, top_p=a.top_p, gen_len=a.gen_len,
+        dist_batch=a.dist_batch, features="embedding", divergence="energy"))
   c = base.finetune_config(a)
   c.loss.name = a.loss
   c.loss.eta = a.eta      # MixCE mixing weight of forward CE
@@ -37,5 +54,5 @@ def get_sweep(arg=None):
   for seed in range(a.seeds):
     runs += [sweeps.run(f"{loss}_s{seed}", "experiments/baselines.py:" + sweeps.arg_string(
         loss=loss, domain=a.domain, model=a.model, steps=a.steps, lr=a.lr), row=row, seed=seed,
-        init_from="{base}") for loss, row in LOSSES.items()]
+        init_from="{base}") for loss, row in LOSSES.items() if loss in TOKEN_LEVEL]
   return runs

@@ -1,4 +1,4 @@
-"""Distribution Fine-Tuning of `init_from` on one target domain (DESIGN §2).
+"""Distribution Fine-Tuning of `init_from` on one target domain.
 
   python -m dft_jax.train --config=experiments/dft.py:domain=literary \
       --config.init_from=runs/base --workdir=runs/dft_literary
@@ -63,11 +63,11 @@ def dft_loss(**kw):
 def get_config(arg=None):
   a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=LAM,
                      divergence="sinkhorn", estimator="score_function", mode="joint",
-                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16)
+                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16, features="stats")
   c = base.finetune_config(a)
   c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode,
                     temperature=a.temperature, top_p=a.top_p, gen_len=a.gen_len,
-                    dist_batch=a.dist_batch)
+                    dist_batch=a.dist_batch, features=a.features)
   return c
 
 

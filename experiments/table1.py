@@ -14,10 +14,12 @@ zero-step run). Default domain: encyclopedia, the embedded corpus whose test spl
 (T=0.7, top-p=0.9) that the table reports first, and scores those samples' log-probabilities
 under that tempered, truncated distribution.
 
-Rows: "base", "SFT", "DFT (score-function)", and with baselines=True "MixCE" and "TaiLr"
-(EMO: experiments/baselines.py). Every fine-tune starts from `base` and is repeated over seeds
-0..seeds-1, seed-major, so a sweep cut short already has each row. Arguments: domain, model,
-seeds, steps (fine-tunes), base_steps (model=tiny only), lr, lam, baselines.
+Rows: "base", "SFT", "DFT (score-function)"; features=stats:embedding:both adds "DFT
+(embedding)" and "DFT (both)" (the feature-space ablation at the table's setting); with
+baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/baselines.py).
+Every fine-tune starts from `base` and is repeated over seeds 0..seeds-1, seed-major, so a
+sweep cut short already has each row. Arguments: domain, model, seeds, steps (fine-tunes),
+base_steps (model=tiny only), lr, lam, baselines, features.
 
 As a config it is the table's DFT run, for one run by hand:
 
@@ -43,7 +45,7 @@ DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
 
 def _arg(arg):
   a = base.parse_arg(arg, domain="encyclopedia", model="smollm2-135m", seeds=1, steps=-1,
-                     base_steps=300, lr=-1.0, lam=-1.0, baselines=False)
+                     base_steps=300, lr=-1.0, lam=-1.0, baselines=False, features="stats")
   defaults = PRETRAINED if a.model in pretrained.MODELS else TINY
   for key, value in defaults.items():
     if a[key] < 0:
@@ -67,9 +69,15 @@ def get_sweep(arg=None):
   common = sweeps.arg_string(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr)
   rows = [("sft", "SFT", f"experiments/sft.py:{common}"),
           ("dft", "DFT (score-function)", f"experiments/dft.py:{_dft_arg(a)}")]
+  for space in a.features.split(":"):  # more feature spaces: rows "DFT (embedding)", ...
+    if space != "stats":
+      rows.append((f"dft_{space}", f"DFT ({space})",
+                   f"experiments/dft.py:{_dft_arg(a)},features={space}"))
   if a.baselines:
     rows += [("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}"),
-             ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}")]
+             ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}"),
+             ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{common}"),
+             ("ebft", "EBFT-style", f"experiments/baselines.py:loss=ebft,{_dft_arg(a)}")]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]
   for seed in range(a.seeds):
     runs += [sweeps.run(f"{key}_s{seed}", config, row=row, seed=seed, init_from="{base}")

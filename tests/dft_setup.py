@@ -4,6 +4,7 @@ import numpy as np
 import ml_collections
 import tokenizers
 
+from dft_jax import stats as stats_lib
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.models import ModelConfig
 
@@ -48,3 +49,11 @@ def batch(tok, docs, rows=16, length=32):
           "positions": np.tile(np.arange(length, dtype=np.int32), (rows, 1)),
           "loss_mask": np.concatenate([np.zeros((rows, 1), np.float32),
                                        np.ones((rows, length - 1), np.float32)], axis=1)}
+
+
+def reference(directory):
+  """(tokenizer, short-sentence documents, path of their stats file written in `directory`)."""
+  tok, docs = tokenizer(), short_sentence_docs()
+  path = str(directory / "short.npz")
+  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=256), path)
+  return tok, docs, path

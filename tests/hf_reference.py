@@ -11,7 +11,7 @@ COMMON = dict(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_la
               num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256,
               rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
 
-# name -> (config class, kwargs). Every switch of DESIGN §3 appears at least once.
+# name -> (config class, kwargs). Every architecture switch of the decoder appears at least once.
 VARIANTS = {
     "llama2": (transformers.LlamaConfig, dict(num_key_value_heads=6)),
     "llama2_gqa_bias": (transformers.LlamaConfig, dict(attention_bias=True, mlp_bias=True)),

@@ -53,11 +53,7 @@ def test_score_function_estimate_matches_the_exact_gradient(name):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  tok = S.tokenizer()
-  docs = S.short_sentence_docs()
-  path = str(tmp_path_factory.mktemp("stats") / "short.npz")
-  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=256), path)
-  return tok, docs, path
+  return S.reference(tmp_path_factory.mktemp("stats"))
 
 
 def _train(loss_cfg, tok, docs, steps):

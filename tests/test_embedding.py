@@ -76,12 +76,7 @@ def test_a_bank_of_another_model_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  from dft_jax import stats as stats_lib
-  tok = S.tokenizer()
-  docs = S.short_sentence_docs()
-  path = str(tmp_path_factory.mktemp("stats") / "short.npz")
-  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=256), path)
-  return tok, docs, path
+  return S.reference(tmp_path_factory.mktemp("stats"))
 
 
 @pytest.mark.parametrize("space", ["embedding", "both"])

@@ -18,7 +18,7 @@ from dft_jax.losses import divergences, features
 
 REPO = sweeps.REPO
 ROOT = "/tmp/sweep_root"
-FINETUNES = ("SFT", "DFT (score-function)", "MixCE", "TaiLr")
+FINETUNES = ("SFT", "DFT (score-function)", "MixCE", "TaiLr", "DyFT", "EBFT-style")
 
 
 def _by_row(runs):
@@ -47,7 +47,16 @@ def test_table1_expansion():
     for r in rows[row]:
       assert r["after"] == ["base"]
       assert r["overrides"] == {"seed": r["seed"], "init_from": "{base}"}
-  assert len({r["name"] for r in runs}) == len(runs) == 13
+  assert len({r["name"] for r in runs}) == len(runs) == 19
+  ebft = sweeps.build_config(rows["EBFT-style"][0], ROOT).loss
+  assert (ebft.name, ebft.features, ebft.divergence, ebft.estimator) == \
+      ("dft", "embedding", "energy", "score_function")
+  spaces = sweeps.load("experiments/table1.py:model=tiny,features=stats:embedding:both")
+  assert [r["name"] for r in spaces] == ["base", "sft_s0", "dft_s0", "dft_embedding_s0",
+                                         "dft_both_s0"]
+  built = [sweeps.build_config(r, ROOT).loss for r in spaces[2:]]
+  assert [b.features for b in built] == ["stats", "embedding", "both"]
+  assert all(b.to_dict() == {**built[0].to_dict(), "features": b.features} for b in built)
 
   small = sweeps.load("experiments/table1.py:model=tiny,domain=news,seeds=2,steps=7,"
                       "baselines=False")
@@ -68,7 +77,7 @@ def test_table1_get_config_is_its_dft_run():
 
 @pytest.mark.parametrize("family,count", [("lam", 4), ("epsilon", 2), ("groups", 5),
                                           ("estimator", 2), ("divergence", 2), ("mode", 1),
-                                          ("gen_len", 2), ("all", 18)])
+                                          ("gen_len", 2), ("features", 2), ("all", 20)])
 def test_ablation_families(family, count):
   """base + the shared reference run + the family's other values, per seed."""
   runs = sweeps.load(f"experiments/ablations.py:family={family}")
@@ -139,14 +148,15 @@ def test_ablation_values_reach_the_loss_config():
   built = {r["name"]: sweeps.build_config(r, ROOT).loss
            for r in sweeps.load("experiments/ablations.py:family=all")[1:]}
   ref = built["ref_s0"]
-  assert (ref.lam, ref.epsilon, ref.estimator, ref.divergence, ref.mode, ref.gen_len) == \
-      (0.002, 0.05, "score_function", "sinkhorn", "joint", 64)
+  assert (ref.lam, ref.epsilon, ref.estimator, ref.divergence, ref.mode, ref.gen_len,
+          ref.features) == (0.002, 0.05, "score_function", "sinkhorn", "joint", 64, "stats")
   assert ref.groups == tuple(features.GROUPS)
   assert built["lam0.2_s0"].lam == 0.2 and built["epsilon0.01_s0"].epsilon == 0.01
   assert built["no_entropy_s0"].groups == tuple(g for g in features.GROUPS if g != "entropy")
   assert built["straight_through_s0"].estimator == "straight_through"
   assert built["energy_s0"].divergence == "energy" and built["alternate_s0"].mode == "alternate"
   assert built["gen_len128_s0"].gen_len == 128
+  assert built["embedding_s0"].features == "embedding" and built["both_s0"].features == "both"
   for name, loss in built.items():  # one knob at a time
     diffs = [k for k in ref if loss[k] != ref[k]]
     assert len(diffs) == (0 if name == "ref_s0" else 1), (name, diffs)

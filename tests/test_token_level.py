@@ -1,4 +1,4 @@
-"""MixCE, TaiLr and EMO against their published formulas, computed independently in numpy."""
+"""MixCE, TaiLr, EMO and DyFT against their published formulas, computed independently in numpy."""
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,19 @@ def test_tailr_formula():
                              rtol=1e-6)  # gamma = 0 weights every token by 1
 
 
+def test_dyft_formula():
+  _, _, w, q_y, nll = _numpy_parts()
+  want = (w * q_y * nll).sum() / w.sum()   # Wu et al. 2025: CE weighted by sg(p(y))
+  got, ce, _ = token_level.dyft_terms(LOGITS, BATCH)
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  assert float(got) < float(ce)
+  # the weight is a stop-gradient: d/dlogits = q_y * d(nll)/dlogits, not d(q_y * nll)
+  g = jax.grad(lambda x: token_level.dyft_terms(x, BATCH)[0])(LOGITS)
+  g_ce = jax.grad(lambda x: token_level.dyft_terms(x, BATCH)[1])(LOGITS)
+  np.testing.assert_allclose(np.asarray(g)[:, :-1], np.asarray(g_ce)[:, :-1]
+                             * np.where(w > 0, q_y, 0)[..., None], rtol=1e-4, atol=1e-7)
+
+
 def test_emo_formula():
   p, y, w, _, nll = _numpy_parts()
   e = rng.randn(V, 5)
@@ -58,7 +71,7 @@ def test_emo_formula():
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mixce", "tailr", "emo"])
+@pytest.mark.parametrize("name", ["mixce", "tailr", "emo", "dyft"])
 def test_baselines_are_loss_names_with_gradients(name):
   cfg = ModelConfig(vocab_size=V, hidden_size=16, intermediate_size=32, num_layers=1,
                     num_heads=2, num_kv_heads=1, head_dim=8)

@@ -1,4 +1,4 @@
-"""Evaluation like a paper (DESIGN §6): text metrics, the judge, feature-space divergences,
+"""Evaluation like a paper: text metrics, the judge, feature-space divergences,
 perplexity, tables and plots.
 
   text_metrics.py   rep-n, diversity, distinct-n, self-BLEU, Zipf, sentence lengths, unigram L2

@@ -1,4 +1,4 @@
-r"""The judge: a classifier trained to tell human text from model text (DESIGN §6).
+r"""The judge: a classifier trained to tell human text from model text.
 
 It is a *proxy* for human preference, never the thing itself: a judge that cannot tell a run's
 text from human text (two-sample accuracy 0.5) says the text's surface statistics match, not that

@@ -1,4 +1,4 @@
-"""Every metric of the paper table for one set of texts against a human reference (DESIGN §6).
+"""Every metric of the paper table for one set of texts against a human reference.
 
   evaluate(texts, human_texts, tokenizer=..., model=...) -> {"rep_2": ..., "judge_accuracy": ...}
 

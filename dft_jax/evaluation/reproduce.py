@@ -22,7 +22,7 @@ from dft_jax.data import sources, tokenizer as tokenizer_lib
 from dft_jax.evaluation import (intervals, judge, plots, report, samples, tables,
                                  text_metrics)
 
-NAMES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO"}
+NAMES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO", "dyft": "DyFT"}
 
 
 def row_label(config: dict) -> str:

@@ -27,7 +27,7 @@ COLUMNS = (
     ("win_rate", "Win rate vs SFT (proxy)", "Win vs SFT"),
 )
 
-# The article's figures (DESIGN §6): SFT -> DFT, and the human sentence-length variance.
+# The article's figures (the blog post the method comes from; unsourced): SFT -> DFT, and the human sentence-length variance.
 REPORTED = {
     "SFT": {"perplexity": 12.4, "diversity": 0.62, "sent_len_var": 4.2, "win_rate": 0.50},
     "DFT": {"perplexity": 11.8, "diversity": 0.71, "sent_len_var": 6.8, "win_rate": 0.68},

@@ -1,4 +1,4 @@
-"""Text metrics of decoded samples, as the papers define them (DESIGN §6).
+"""Text metrics of decoded samples, as the papers define them.
 
 Every metric works on whitespace words (`text.split()`) of decoded text; an n-gram is a tuple
 of n consecutive words inside one text (n-grams never cross texts).

@@ -29,7 +29,7 @@ class Context:
 def make(loss_cfg, model_cfg, context: Context | None = None) -> LossFn:
   from dft_jax.losses import cross_entropy, dft, token_level
   registry = {"ce": cross_entropy.make, "dft": dft.make, "mixce": token_level.make,
-              "tailr": token_level.make, "emo": token_level.make}
+              "tailr": token_level.make, "emo": token_level.make, "dyft": token_level.make}
   name = loss_cfg.name
   if name not in registry:
     raise ValueError(f"unknown loss.name {name!r}; available: {', '.join(sorted(registry))}")

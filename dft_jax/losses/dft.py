@@ -1,4 +1,4 @@
-"""The DFT objective (DESIGN §2): CE on the human batch + lambda_t * D(law of phi(samples),
+"""The DFT objective: CE on the human batch + lambda_t * D(law of phi(samples),
 law of phi(human windows)).
 
 Estimators of how D reaches the parameters:

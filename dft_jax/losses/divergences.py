@@ -2,7 +2,7 @@
 value and every sample's first variation.
 
 c_i = d/dt D((1 - t) alpha + t delta_{x_i}) at t = 0: how D changes when mass moves toward sample
-i. The score-function estimator weights log p(x_i) by c_i (DESIGN §2.3); tests check c against
+i. The score-function estimator weights log p(x_i) by c_i; tests check c against
 finite differences of the sample weights.
 
   sinkhorn  debiased Sinkhorn divergence S_eps (ott-jax), squared-Euclidean cost, fp32;

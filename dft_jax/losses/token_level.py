@@ -1,5 +1,10 @@
 """Token-level baselines (rows of the paper table): small changes to the per-token CE.
 
+  dyft   DFT as *Dynamic* Fine-Tuning (Wu et al. 2025, arXiv 2508.05629, "On the
+         Generalization of SFT: A Reinforcement Learning Perspective with Reward
+         Rectification"): nll weighted by sg(q_y). A different method from this library's
+         Distribution Fine-Tuning that shares its initials; here as a baseline row.
+
   mixce  MixCE (Zhang et al., ACL 2023, "MixCE: Training Autoregressive Language Models by
          Mixing Forward and Reverse Cross-Entropies"), its practical form:
          eta * nll + (1 - eta) * sg(q_y) * nll, q_y the model's probability of the target.
@@ -39,6 +44,12 @@ def mixce_terms(logits_BxTxV, batch, eta: float):
   return _mean(eta * nll + (1 - eta) * q_y * nll, w), _mean(nll, w), jnp.sum(w)
 
 
+def dyft_terms(logits_BxTxV, batch):
+  _, _, w, nll = _targets(logits_BxTxV, batch)
+  q_y = jax.lax.stop_gradient(jnp.exp(-nll))
+  return _mean(q_y * nll, w), _mean(nll, w), jnp.sum(w)
+
+
 def tailr_terms(logits_BxTxV, batch, gamma: float):
   _, _, w, nll = _targets(logits_BxTxV, batch)
   q_y = jax.lax.stop_gradient(jnp.exp(-nll))
@@ -72,6 +83,8 @@ def make(loss_cfg, model_cfg, context):
     logits = cross_entropy.forward(model, batch)
     if name == "mixce":
       loss, ce, count = mixce_terms(logits, batch, loss_cfg.get("eta", 0.1))
+    elif name == "dyft":
+      loss, ce, count = dyft_terms(logits, batch)
     elif name == "tailr":
       loss, ce, count = tailr_terms(logits, batch, loss_cfg.get("gamma", 0.1))
     else:
