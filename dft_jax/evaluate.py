@@ -25,6 +25,8 @@ flags.DEFINE_string("human", None, "Human reference texts (same formats).", requ
 flags.DEFINE_string("workdir", None, "A run: its tokenizer, and its model for perplexity.")
 flags.DEFINE_string("tokenizer", None, "tokenizer.json for the feature space (default: the "
                     "run's, else one trained on the human texts).")
+flags.DEFINE_string("embedding_run", None, "A run (or model directory) whose model embeds the "
+                    "texts for embedding MMD² and embedding MAUVE (e.g. the base run).")
 flags.DEFINE_integer("window", 64, "Tokens of each text the featurizer sees.")
 flags.DEFINE_integer("seed", 0, "Seed of the judge's folds.")
 flags.DEFINE_bool("json", False, "Print the metrics as one JSON object on the last line.")
@@ -42,6 +44,7 @@ LABELS = {
     "feature_sinkhorn": "feature Sinkhorn to human", "feature_mmd": "feature MMD² to human",
     "judge_accuracy": "judge accuracy (proxy; 0.5 = indistinguishable)",
     "mauve": "MAUVE (featurizer features)", "perplexity": "perplexity on the human texts",
+    "embedding_mmd": "embedding MMD² to human", "embedding_mauve": "MAUVE (embeddings)",
 }
 
 
@@ -61,9 +64,15 @@ def main(argv):
       from dft_jax.train import checkpoint
       model, _ = checkpoint.load_model(FLAGS.workdir)
     space = report.FeatureSpace(human, tok, FLAGS.window)
-    result = report.evaluate(texts, human, feature_space=space, model=model, seed=FLAGS.seed)
+    emb_space = None
+    if FLAGS.embedding_run:
+      from dft_jax.train import checkpoint
+      emb_space = report.EmbeddingSpace(checkpoint.load_model(FLAGS.embedding_run)[0], tok,
+                                        human, FLAGS.window)
+    result = report.evaluate(texts, human, feature_space=space, model=model, seed=FLAGS.seed,
+                             embedding_space=emb_space)
     if not FLAGS.json:
-      own = report.human_reference(human, space, seed=FLAGS.seed)
+      own = report.human_reference(human, space, seed=FLAGS.seed, embedding_space=emb_space)
   except (ValueError, FileNotFoundError) as e:
     print(f"evaluate: error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -40,6 +40,9 @@ flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each d
                     "table is evaluated at; the first is the deployed one the verdict uses.")
 flags.DEFINE_integer("bootstrap", 200, "Paired bootstrap replicates for the intervals.")
 flags.DEFINE_bool("reported", True, "Print the article's reported figures beside ours.")
+flags.DEFINE_string("embedding_run", "first", "Run whose model embeds every text for the "
+                    "embedding MMD² column: 'first' (the first run: base), a run directory, "
+                    "or '' for none.")
 FLAGS = flags.FLAGS
 
 
@@ -69,7 +72,9 @@ def main(argv):
                         ppl_docs=FLAGS.ppl_docs, ppl_pieces=FLAGS.ppl_pieces or None,
                         reported=FLAGS.reported,
                         decodings=reproduce.parse_decodings(FLAGS.decodings),
-                        bootstrap=FLAGS.bootstrap)
+                        bootstrap=FLAGS.bootstrap,
+                        embedding_run=(pairs[0][0] if FLAGS.embedding_run == "first"
+                                       else FLAGS.embedding_run or None))
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     print(f"reproduce_table: error: {e}", file=sys.stderr)
     sys.exit(1)

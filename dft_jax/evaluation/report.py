@@ -23,7 +23,7 @@ from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.evaluation import judge, samples, text_metrics
-from dft_jax.losses import cross_entropy, divergences, features
+from dft_jax.losses import cross_entropy, divergences, embedding, features
 
 KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2", "distinct_3",
         "self_bleu4", "zipf", "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2",
@@ -87,6 +87,57 @@ class FeatureSpace:
     return dict(zip(features.FEATURE_NAMES, map(float, gap_F)))
 
 
+@jax.jit
+def _mmd(x_NxE, y_MxE):
+  return divergences.mmd(x_NxE, y_MxE)[0]
+
+
+class EmbeddingSpace:
+  """A frozen model's pooled hidden states of each text's first `window` tokens
+  (losses/embedding.py: final layer by default, mean pooling), standardized per dimension by
+  the human texts. Per dimension, not whitened: a few hundred human texts in hundreds of
+  dimensions give a rank-deficient covariance. `embedding_mmd` is Deft's headline measure:
+  the unbiased RBF-mixture MMD² (median bandwidth) between the two clouds."""
+
+  def __init__(self, model, tokenizer, human_texts: Sequence[str], window: int = 64,
+               layer: int = -1, pooling: str = "mean", name: str = ""):
+    self.model, self.tokenizer, self.window, self.pooling = model, tokenizer, window, pooling
+    self.layer = model.cfg.num_layers if layer < 0 else layer
+    self.name = name or f"{model.cfg.model_type} layer {self.layer}, {pooling} pooling"
+    raw = self.raw(human_texts)
+    self.mean_E, sd = raw.mean(0), raw.std(0)
+    self.sd_E = np.where(sd > 1e-6, sd, 1.0)
+    self.human_NxE = self.standardize(raw)
+
+  def raw(self, texts) -> np.ndarray:
+    tokens, valid = _windows(texts, self.tokenizer, self.window)
+    return embedding.embed_bank(self.model, tokens, valid, self.layer, self.pooling)
+
+  def standardize(self, x_NxE):
+    return (x_NxE - self.mean_E) / self.sd_E
+
+  def __call__(self, texts) -> np.ndarray:
+    return self.standardize(self.raw(texts))
+
+  def divergences(self, x_NxE: np.ndarray, against_MxE: np.ndarray | None = None) -> dict:
+    y = self.human_NxE if against_MxE is None else against_MxE
+    return {"embedding_mmd": float(_mmd(jnp.asarray(x_NxE, jnp.float32),
+                                        jnp.asarray(y, jnp.float32)))}
+
+
+def mauve_scores(feats_NxF, human_NxF, emb_NxE=None, human_NxE=None) -> dict:
+  """MAUVE on the statistics' features and, given them, on the embeddings (text_metrics.mauve:
+  mauve-text's k-means with its defaults, num_buckets 'auto' = n / 10, seed 25); empty when
+  mauve-text is not installed (`pip install -e '.[eval]'`)."""
+  out = {}
+  value = text_metrics.mauve(feats_NxF, human_NxF)
+  if value is not None:
+    out["mauve"] = value
+    if emb_NxE is not None:
+      out["embedding_mauve"] = text_metrics.mauve(emb_NxE, human_NxE)
+  return out
+
+
 @functools.partial(jax.jit, static_argnames="graphdef")
 def _nll_per_row(graphdef, state, batch):
   logits = cross_entropy.forward(nnx.merge(graphdef, state), batch)
@@ -145,8 +196,10 @@ def judge_accuracy(human_texts, texts, folds: int, seed: int) -> float:
 
 def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None,
              feature_space: FeatureSpace | None = None, model=None, window: int = 64,
-             judge_folds: int = 5, seed: int = 0) -> dict:
-  """The table's metrics of `texts` against `human_texts` (plus perplexity given a model)."""
+             judge_folds: int = 5, seed: int = 0,
+             embedding_space: EmbeddingSpace | None = None) -> dict:
+  """The table's metrics of `texts` against `human_texts` (plus perplexity given a model, and
+  embedding_mmd / embedding MAUVE given an embedding space)."""
   texts, human_texts = list(texts), list(human_texts)
   if not texts or not human_texts:
     raise ValueError("no texts to evaluate" if not texts else "no human reference texts")
@@ -155,9 +208,12 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
       human_texts), window)
   out.update(space.divergences(space(texts)))
   out["judge_accuracy"] = judge_accuracy(human_texts, texts, judge_folds, seed)
-  mauve = text_metrics.mauve(space(texts), space.human_NxF)
-  if mauve is not None:
-    out["mauve"] = mauve
+  emb = None
+  if embedding_space is not None:
+    emb = embedding_space(texts)
+    out.update(embedding_space.divergences(emb))
+  out.update(mauve_scores(space(texts), space.human_NxF, emb,
+                          None if emb is None else embedding_space.human_NxE))
   if model is not None:
     out.update(perplexity(model, tokenizer or space.tokenizer, human_texts))
   return out
@@ -165,7 +221,8 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
 
 def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
                     judge_folds: int = 5, seed: int = 0,
-                    other: Sequence[str] | None = None) -> dict:
+                    other: Sequence[str] | None = None,
+                    embedding_space: EmbeddingSpace | None = None) -> dict:
   """The human row: its own text metrics, and the comparative ones (W1, L2, slop ratio,
   divergences, judge) against `other` human texts (a second set as large as a run's samples), or, without
   one, between its two halves (even / odd texts) — the noise floor.
@@ -182,4 +239,6 @@ def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
     out[key] = half[key]
   out.update(feature_space.divergences(feature_space(a), feature_space(b)))
   out["judge_accuracy"] = judge_accuracy(b, a, judge_folds, seed)
+  if embedding_space is not None:
+    out.update(embedding_space.divergences(embedding_space(a), embedding_space(b)))
   return out

@@ -96,7 +96,8 @@ def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
   return lambda idx: float(pair(pick(texts, idx), pick(human, idx)))
 
 
-def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_m) -> dict:
+def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_m, emb=None,
+                  emb_space=None) -> dict:
   """Every bootstrapped metric of one run as a function of the drawn prompt indices."""
   out = {k: _text_metric(k, texts, human) for k in BOOTSTRAPPED
          if not k.startswith(("feature_", "judge_"))}
@@ -104,6 +105,9 @@ def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_
   out["feature_sinkhorn"] = lambda idx: div(idx)["feature_sinkhorn"]
   out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
   out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
+  if emb is not None:
+    out["embedding_mmd"] = lambda idx: emb_space.divergences(emb[idx], emb_space.human_NxE[idx])[
+        "embedding_mmd"]
   return {k: intervals.memo(f) for k, f in out.items()}
 
 
@@ -114,7 +118,7 @@ def _seed_mean(fns: Sequence[dict]) -> dict:
 
 
 def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, seed,
-                      max_new_tokens, path):
+                      max_new_tokens, path, emb_space=None):
   conts = samples.continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
                                    eos=samples.eos_id(tok), batch_size=64, **decoding)
   rows = samples.records(tok, prompts, conts)
@@ -125,7 +129,13 @@ def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, 
   metrics.update(space.divergences(feats))
   verdicts = judge.two_sample_accuracy(human, texts, folds=5, seed=seed)
   metrics["judge_accuracy"] = verdicts["accuracy"]
-  return texts, feats, metrics, verdicts
+  emb = None
+  if emb_space is not None:
+    emb = emb_space(texts)
+    metrics.update(emb_space.divergences(emb))
+  metrics.update(report.mauve_scores(feats, human_feats, emb,
+                                     None if emb is None else emb_space.human_NxE))
+  return texts, feats, metrics, verdicts, emb
 
 
 def _human_metrics(human: list[str], space, human_feats, human_b_feats) -> dict:
@@ -142,7 +152,8 @@ def _row_metrics(entries: list[dict], human: list[str], human_feats, space) -> d
   """Every bootstrapped metric of one table row (its seeds averaged) as functions of the drawn
   prompts."""
   return _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
-                                   r["verdicts"]["correct_human"], r["verdicts"]["correct_model"])
+                                   r["verdicts"]["correct_human"], r["verdicts"]["correct_model"],
+                                   r.get("emb"), r.get("emb_space"))
                      for r in entries])
 
 
@@ -156,7 +167,7 @@ def _comparison(decoding_runs: list[dict], sft_fns: dict, row: str, human_fns: d
   draws = intervals.indices(n, reps, seed)
   intervals.prefetch([fns["sft"]["feature_sinkhorn"], fns["dft"]["feature_sinkhorn"],
                       human_fns["feature_sinkhorn"]], draws)
-  deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in BOOTSTRAPPED}
+  deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in fns["sft"]}
   gaps = {k: intervals.gap_closed(fns["sft"][k], fns["dft"][k], human_fns[k], draws, n)
           for k in GAP_CLOSED}
   ppl_ratio = None
@@ -196,13 +207,14 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
               split: str = "test", num_prompts: int = 256, prompt_len: int = 16,
               max_new_tokens: int = 48, seed: int = 0, ppl_docs: int = 64,
               ppl_pieces: int | None = 64, decodings=DECODINGS, bootstrap: int = 200,
-              reported: bool = True,
+              reported: bool = True, embedding_run: str | None = None,
               log: Callable[[str], None] = print) -> dict:
   """Evaluates (workdir, row label or None) pairs at each decoding; writes results.json,
   table.md, table.tex and PNG plots into `out_dir`; returns {decoding label: table}.
 
   Prompts: `num_prompts` non-overlapping cuts of `split` documents; another `num_prompts` cuts
   give the second human half, so the split-half floor compares sets as large as a run's.
+  embedding_run: a run whose model embeds every text for `embedding_mmd` (report.EmbeddingSpace).
   """
   if not runs:
     raise ValueError("no runs to tabulate")
@@ -236,6 +248,12 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
       f"{len(decodings)} decodings, {max_new_tokens} new tokens, sampling seed {seed}")
 
   from dft_jax.train import checkpoint
+  emb_space = None
+  if embedding_run:  # a stated model, the same for every row (default: the first run's)
+    emb_model, _ = checkpoint.load_model(embedding_run)
+    emb_space = report.EmbeddingSpace(emb_model, tok, human, max_new_tokens,
+                                      name=f"{os.path.basename(os.path.normpath(embedding_run))}"
+                                           f" final layer, mean pooling")
   per_decoding = {label: [] for label, _ in decodings}
   ppl, lengths, gaps = {}, {}, {}
   for i, ((workdir, _), config, label) in enumerate(zip(runs, configs, labels)):
@@ -245,12 +263,14 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
     name = os.path.basename(os.path.normpath(workdir))
     for d, (dlabel, decoding) in enumerate(decodings):
       path = os.path.join(out_dir, "samples", f"{name}.{d}.jsonl")
-      texts, feats, metrics, verdicts = _sample_and_score(
-          model, tok, prompts, human, human_feats, space, decoding, seed, max_new_tokens, path)
+      texts, feats, metrics, verdicts, emb = _sample_and_score(
+          model, tok, prompts, human, human_feats, space, decoding, seed, max_new_tokens, path,
+          emb_space)
       metrics.update(perplexity=scored["perplexity"], ppl_tokens=scored["ppl_tokens"])
       per_decoding[dlabel].append({"row": label, "run": workdir,
                                    "seed": int(config.get("seed", 0)), "metrics": metrics,
-                                   "texts": texts, "feats": feats, "verdicts": verdicts})
+                                   "texts": texts, "feats": feats, "verdicts": verdicts,
+                                   "emb": emb, "emb_space": emb_space})
       if d == 0:
         gaps.setdefault(label, []).append(space.gaps(feats))
         lengths.setdefault(label, []).extend(text_metrics.sentence_lengths(texts).tolist())
@@ -258,7 +278,8 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
           f"diversity {metrics['diversity']:.3f} | sent. len. var "
           f"{metrics['sent_len_var']:.1f} | sinkhorn {metrics['feature_sinkhorn']:.2f} | "
           f"judge {metrics['judge_accuracy']:.2f} ({time.time() - start:.0f}s)")
-  human_row = {"row": "human", **report.human_reference(human, space, seed=seed, other=human_b)}
+  human_row = {"row": "human", **report.human_reference(human, space, seed=seed, other=human_b,
+                                                        embedding_space=emb_space)}
 
   md, tex, results, tables_out = [], [], {"corpus": corpus, "split": split, "decodings": {}}, {}
   for d, (dlabel, entries) in enumerate(per_decoding.items()):
@@ -285,7 +306,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
                f"{rows[0]['ppl_tokens']} tokens of {len(ppl_texts)} {split} documents. Human row: "
                "its own metrics; comparative "
                f"ones against a second human set of {len(human_b)} continuations (the noise "
-               "floor).")
+               "floor)." + (f" Embeddings: {emb_space.name}." if emb_space else ""))
     md.append(f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and d == 0,
                                                      caption=caption))
     tex.append(tables.latex(table, reported=False, caption=caption))

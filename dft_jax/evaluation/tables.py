@@ -23,6 +23,9 @@ COLUMNS = (
     ("slop_ratio", "Slop ratio ↓", r"Slop $\downarrow$"),
     ("feature_sinkhorn", "Feature Sinkhorn ↓", r"$S_\varepsilon$ $\downarrow$"),
     ("feature_mmd", "Feature MMD² ↓", r"MMD$^2$ $\downarrow$"),
+    ("embedding_mmd", "Emb. MMD² ↓", r"Emb. MMD$^2$ $\downarrow$"),
+    ("mauve", "MAUVE ↑", r"MAUVE $\uparrow$"),
+    ("embedding_mauve", "Emb. MAUVE ↑", r"Emb. MAUVE $\uparrow$"),
     ("judge_accuracy", "Judge acc. (proxy, 0.5 best)", "Judge acc."),
     ("win_rate", "Win rate vs SFT (proxy)", "Win vs SFT"),
 )
