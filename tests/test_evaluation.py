@@ -140,7 +140,7 @@ def test_reproduce_table_on_two_finished_runs(runs):
   done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"] + "=SFT",
                           runs["tuned"] + "=DFT (score-function)", "--out", out,
                           "--num_prompts", "10", "--prompt_len", "4", "--max_new_tokens", "16",
-                          "--ppl_docs", "8", "--bootstrap", "20"])
+                          "--ppl_docs", "8", "--bootstrap", "20", "--embedding_run", "first"])
   assert done.returncode == 0, done.stderr[-3000:]
   md = open(os.path.join(out, "table.md")).read()
   assert md in done.stdout
@@ -166,7 +166,12 @@ def test_reproduce_table_on_two_finished_runs(runs):
   deployed = results["decodings"]["deployed: T=0.7, top-p=0.9"]
   assert [r["row"] for r in deployed["runs"]] == ["SFT", "DFT (score-function)"]
   assert deployed["runs"][0]["win_rate"] == 0.5 and 0 <= deployed["runs"][1]["win_rate"] <= 1
+  # the embedding space of the first run: a column for every row, the human floor, an interval
+  assert all("embedding_mmd" in r for r in deployed["runs"])
+  assert "embedding_mmd" in results["human"]
+  assert "Emb. MMD² ↓" in md and f"Embeddings: {os.path.basename(runs['base'])}" in md
   [comp] = deployed["comparisons"]
+  assert "embedding_mmd" in comp["deltas"]
   assert comp["dft_row"] == "DFT (score-function)"
   for key, d in comp["deltas"].items():  # the point difference is the table's own
     if key in deployed["runs"][0]:
