@@ -5,8 +5,8 @@ model samples with.
 
 The file holds the bank (up to --max_windows windows of --window tokens, documents' shorter
 final windows included), its feature mean and sd, the reference unigram counts behind the Zipf
-bins, the featurizer version, the window length and the tokenizer's fingerprint. Loading it with another tokenizer or featurizer version is an
-error, never a silent mismatch.
+bins, the featurizer version, the window length and the tokenizer's fingerprint. Loading it
+with another tokenizer or featurizer version is an error, never a silent mismatch.
 """
 
 from __future__ import annotations

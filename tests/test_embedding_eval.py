@@ -44,7 +44,7 @@ def test_embedding_mmd_equals_a_direct_computation(space):
   human, model = direct(HUMAN), direct(MODEL)
   mean, sd = human.mean(0), human.std(0)
   z = lambda x: (x - mean) / np.where(sd > 1e-6, sd, 1.0)  # noqa: E731
-  np.testing.assert_allclose(space.human_NxE, z(human), atol=2e-4)
+  np.testing.assert_allclose(space.human_NxF, z(human), atol=2e-4)
   got = space.divergences(space(MODEL))["embedding_mmd"]
   assert got == pytest.approx(_numpy_mmd2(z(model), z(human)), abs=2e-4)
   assert got > 0.1   # degenerate repetitions sit far from the human cloud

@@ -50,7 +50,27 @@ def _divergences(x_NxF, y_MxF):
   return divergences.sinkhorn(x_NxF, y_MxF)[0], divergences.mmd(x_NxF, y_MxF)[0]
 
 
-class FeatureSpace:
+class _Standardized:
+  """A text featurization (`raw`, [N, F]) standardized by the mean and sd of human texts; F is
+  the space's width (28 statistics, or a model's hidden size)."""
+
+  def _fit(self, human_texts) -> None:
+    raw = self.raw(human_texts)
+    self.mean_F, sd = raw.mean(0), raw.std(0)
+    self.sd_F = np.where(sd > 1e-6, sd, 1.0)
+    self.human_NxF = self.standardize(raw)
+
+  def raw(self, texts) -> np.ndarray:
+    raise NotImplementedError
+
+  def standardize(self, x_NxF):
+    return (x_NxF - self.mean_F) / self.sd_F
+
+  def __call__(self, texts) -> np.ndarray:
+    return self.standardize(self.raw(texts))
+
+
+class FeatureSpace(_Standardized):
   """The featurizer's 28 statistics, standardized by a human reference."""
 
   def __init__(self, human_texts: Sequence[str], tokenizer, window: int = 64):
@@ -60,20 +80,11 @@ class FeatureSpace:
         np.int64), minlength=tokenizer.vocab_size).astype(np.float64)
     self.tables = features.build_tables(tokenizer, counts)
     self._featurize = jax.jit(lambda t, v: features.featurize_batch(t, v, self.tables))
-    raw = self.raw(human_texts)
-    self.mean_F, sd = raw.mean(0), raw.std(0)
-    self.sd_F = np.where(sd > 1e-6, sd, 1.0)
-    self.human_NxF = self.standardize(raw)
+    self._fit(human_texts)
 
   def raw(self, texts) -> np.ndarray:
     tokens, valid = _windows(texts, self.tokenizer, self.window)
     return np.asarray(self._featurize(tokens, valid), np.float64)
-
-  def standardize(self, x_NxF):
-    return (x_NxF - self.mean_F) / self.sd_F
-
-  def __call__(self, texts) -> np.ndarray:
-    return self.standardize(self.raw(texts))
 
   def divergences(self, feats_NxF: np.ndarray, against_MxF: np.ndarray | None = None) -> dict:
     """Sinkhorn divergence and MMD² of the texts' features to the human ones (or `against`)."""
@@ -92,7 +103,7 @@ def _mmd(x_NxE, y_MxE):
   return divergences.mmd(x_NxE, y_MxE)[0]
 
 
-class EmbeddingSpace:
+class EmbeddingSpace(_Standardized):
   """A frozen model's pooled hidden states of each text's first `window` tokens
   (losses/embedding.py: final layer by default, mean pooling), standardized per dimension by
   the human texts. Per dimension, not whitened: a few hundred human texts in hundreds of
@@ -104,23 +115,14 @@ class EmbeddingSpace:
     self.model, self.tokenizer, self.window, self.pooling = model, tokenizer, window, pooling
     self.layer = model.cfg.num_layers if layer < 0 else layer
     self.name = name or f"{model.cfg.model_type} layer {self.layer}, {pooling} pooling"
-    raw = self.raw(human_texts)
-    self.mean_E, sd = raw.mean(0), raw.std(0)
-    self.sd_E = np.where(sd > 1e-6, sd, 1.0)
-    self.human_NxE = self.standardize(raw)
+    self._fit(human_texts)
 
   def raw(self, texts) -> np.ndarray:
     tokens, valid = _windows(texts, self.tokenizer, self.window)
     return embedding.embed_bank(self.model, tokens, valid, self.layer, self.pooling)
 
-  def standardize(self, x_NxE):
-    return (x_NxE - self.mean_E) / self.sd_E
-
-  def __call__(self, texts) -> np.ndarray:
-    return self.standardize(self.raw(texts))
-
   def divergences(self, x_NxE: np.ndarray, against_MxE: np.ndarray | None = None) -> dict:
-    y = self.human_NxE if against_MxE is None else against_MxE
+    y = self.human_NxF if against_MxE is None else against_MxE
     return {"embedding_mmd": float(_mmd(jnp.asarray(x_NxE, jnp.float32),
                                         jnp.asarray(y, jnp.float32)))}
 
@@ -213,7 +215,7 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
     emb = embedding_space(texts)
     out.update(embedding_space.divergences(emb))
   out.update(mauve_scores(space(texts), space.human_NxF, emb,
-                          None if emb is None else embedding_space.human_NxE))
+                          None if emb is None else embedding_space.human_NxF))
   if model is not None:
     out.update(perplexity(model, tokenizer or space.tokenizer, human_texts))
   return out
@@ -224,8 +226,8 @@ def human_reference(human_texts: Sequence[str], feature_space: FeatureSpace, *,
                     other: Sequence[str] | None = None,
                     embedding_space: EmbeddingSpace | None = None) -> dict:
   """The human row: its own text metrics, and the comparative ones (W1, L2, slop ratio,
-  divergences, judge) against `other` human texts (a second set as large as a run's samples), or, without
-  one, between its two halves (even / odd texts) — the noise floor.
+  divergences, judge) against `other` human texts (a second set as large as a run's samples),
+  or, without one, between its two halves (even / odd texts) — the noise floor.
 
   Comparing the texts with themselves would say nothing (W1 = 0 by definition) or mislead: the
   judge, cross-validated on duplicates, learns each held-out text's copy in the other class.

@@ -106,7 +106,7 @@ def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_
   out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
   out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
   if emb is not None:
-    out["embedding_mmd"] = lambda idx: emb_space.divergences(emb[idx], emb_space.human_NxE[idx])[
+    out["embedding_mmd"] = lambda idx: emb_space.divergences(emb[idx], emb_space.human_NxF[idx])[
         "embedding_mmd"]
   return {k: intervals.memo(f) for k, f in out.items()}
 
@@ -134,7 +134,7 @@ def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, 
     emb = emb_space(texts)
     metrics.update(emb_space.divergences(emb))
   metrics.update(report.mauve_scores(feats, human_feats, emb,
-                                     None if emb is None else emb_space.human_NxE))
+                                     None if emb is None else emb_space.human_NxF))
   return texts, feats, metrics, verdicts, emb
 
 

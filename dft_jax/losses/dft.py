@@ -91,8 +91,8 @@ def _embedding_reference(loss_cfg, model_cfg, context, tok) -> dict:
   bank_NxE = embedding.cached_bank(path if jax.process_index() == 0 else None, model, tokens,
                                    valid, layer, pooling, key=key)
   mu_E, w_ExE = embedding.whitening(bank_NxE)
-  return {"layer": layer, "pooling": pooling, "tokens_NxT": tokens, "valid_NxT": valid, "mu_E": jnp.asarray(mu_E, jnp.float32),
-          "w_ExE": jnp.asarray(w_ExE, jnp.float32),
+  return {"layer": layer, "pooling": pooling, "tokens_NxT": tokens, "valid_NxT": valid,
+          "mu_E": jnp.asarray(mu_E, jnp.float32), "w_ExE": jnp.asarray(w_ExE, jnp.float32),
           "bank_NxE": jnp.asarray((bank_NxE - mu_E) @ w_ExE, jnp.float32)}
 
 
@@ -140,7 +140,9 @@ def make(loss_cfg, model_cfg, context):
   mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
   std_bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF))
   bank_NxF = std_bank_NxF * mask_F[None]
-  if emb is not None:  # the statistics of the embedded windows themselves, row for row
+  if space == "embedding":
+    bank_NxF = emb["bank_NxE"]
+  elif space == "both":  # the statistics of the embedded windows themselves, row for row
     raw_NxF = features.featurize_batch(jnp.asarray(emb["tokens_NxT"]),
                                        jnp.asarray(emb["valid_NxT"]), tables)
     bank_NxF = _combine(space, (raw_NxF - mean_F[None]) / sd_F[None] * mask_F[None],

@@ -10,10 +10,10 @@ of Deft's embedding MMD, beside the featurizer's 28 interpretable statistics (fe
            the reference bank, so the bank's z have zero mean and identity covariance
 
 The bank is the embedded reference windows, computed once with the *starting* model and cached
-beside the run with that model's fingerprint (`fingerprint`): a bank made by another model is
-refused with one line. 'both' concatenates the standardized statistics and z, each block
-divided by the square root of its width, so each contributes an expected squared norm of 1 on
-the bank and neither dominates the cost.
+under $DFT_JAX_DATA/embeddings/ with that model's fingerprint (`fingerprint`): a bank made by
+another model, layer or pooling is refused with one line. 'both' concatenates the standardized
+statistics and z, each block divided by the square root of its width, so each contributes an
+expected squared norm of 1 on the bank and neither dominates the cost.
 """
 
 from __future__ import annotations
