@@ -61,6 +61,19 @@ def test_whitening_gives_identity_covariance_on_the_bank():
   np.testing.assert_allclose(w, w.T, atol=1e-10)  # ZCA: the symmetric inverse square root
 
 
+@pytest.mark.parametrize("space", ["stats", "embedding", "both"])
+def test_every_space_has_the_statistics_squared_norm_on_the_bank(space):
+  """So that lambda (and the Sinkhorn cost scale) transfers between feature spaces."""
+  rng = np.random.default_rng(1)
+  stats_NxS = rng.normal(size=(4000, 28))           # standardized statistics
+  z_NxE = rng.normal(size=(4000, 96))               # whitened embeddings
+  s_stats, s_emb = embedding.space_scales(space, 28, 96)
+  norm2 = ((stats_NxS * s_stats) ** 2).sum(1).mean() + ((z_NxE * s_emb) ** 2).sum(1).mean()
+  np.testing.assert_allclose(norm2, 28.0, rtol=0.03)
+  if space == "both":  # half each
+    np.testing.assert_allclose(((z_NxE * s_emb) ** 2).sum(1).mean(), 14.0, rtol=0.03)
+
+
 def test_a_bank_of_another_model_is_refused(tmp_path):
   tokens, valid = _windows(n=8)
   path = str(tmp_path / "bank.npz")

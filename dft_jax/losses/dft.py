@@ -19,7 +19,8 @@ Estimators of how D reaches the parameters:
                   Cheapest; sees no free-running behaviour; only the word_frequency bins.
 Feature space (loss.features, embedding.py): 'stats' (the 28 statistics), 'embedding' (the
 frozen starting model's pooled hidden states of each window, whitened by the reference bank),
-or 'both' (concatenated, each block scaled by 1/sqrt(its width)); the last two with the
+or 'both' (concatenated); every space scaled to the statistics' expected squared norm on the
+bank, so lambda means the same in each (embedding.space_scales); the last two with the
 score-function estimator, whose samples need no gradient through the embedder.
 Optional GDC-style anchor: kl_beta * KL(p_theta || p_theta0) on the samples, p_theta0 the
 starting model kept in the train state, estimated with the same score-function surrogate.
@@ -60,11 +61,11 @@ def _group_gaps(feats_NxF):
   return out
 
 
-def _combine(space, stats_NxF, z_NxE):
-  """The points compared in feature space `space` (embedding.py: 'both' scales each block)."""
+def _combine(space, stats_NxF, z_NxE, stats_width):
+  """The points compared in feature space `space`, scaled by embedding.space_scales."""
+  s_stats, s_emb = embedding.space_scales(space, stats_width, z_NxE.shape[1])
   if space == "embedding":
-    return z_NxE
-  s_stats, s_emb = embedding.block_scales(stats_NxF.shape[1], z_NxE.shape[1])
+    return z_NxE * s_emb
   return jnp.concatenate([stats_NxF * s_stats, z_NxE * s_emb], axis=1)
 
 
@@ -140,13 +141,14 @@ def make(loss_cfg, model_cfg, context):
   mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
   std_bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF))
   bank_NxF = std_bank_NxF * mask_F[None]
+  stats_width = int(mask_F.sum())
   if space == "embedding":
-    bank_NxF = emb["bank_NxE"]
+    bank_NxF = _combine(space, None, emb["bank_NxE"], stats_width)
   elif space == "both":  # the statistics of the embedded windows themselves, row for row
     raw_NxF = features.featurize_batch(jnp.asarray(emb["tokens_NxT"]),
                                        jnp.asarray(emb["valid_NxT"]), tables)
     bank_NxF = _combine(space, (raw_NxF - mean_F[None]) / sd_F[None] * mask_F[None],
-                        emb["bank_NxE"])
+                        emb["bank_NxE"], stats_width)
   divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
                                 threshold=loss_cfg.sinkhorn_threshold,
                                 max_iterations=loss_cfg.sinkhorn_iterations,
@@ -190,7 +192,7 @@ def make(loss_cfg, model_cfg, context):
     if emb is not None:
       z_BxE = embedding.embed(anchor, tokens_BxG, text_BxG, emb["layer"], emb["pooling"])
       z_BxE = jax.lax.stop_gradient((z_BxE - emb["mu_E"][None]) @ emb["w_ExE"])
-      points = _combine(space, feats, z_BxE)
+      points = _combine(space, feats, z_BxE, stats_width)
     value, _, advantage_B = divergence(points, bank_NxF)
     advantage_B = jax.lax.stop_gradient(advantage_B)
     seg_P, pos_P, next_B = sampling.prompt_layout(prompt_mask_BxP)

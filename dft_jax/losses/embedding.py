@@ -11,9 +11,11 @@ of Deft's embedding MMD, beside the featurizer's 28 interpretable statistics (fe
 
 The bank is the embedded reference windows, computed once with the *starting* model and cached
 under $DFT_JAX_DATA/embeddings/ with that model's fingerprint (`fingerprint`): a bank made by
-another model, layer or pooling is refused with one line. 'both' concatenates the standardized
-statistics and z, each block divided by the square root of its width, so each contributes an
-expected squared norm of 1 on the bank and neither dominates the cost.
+another model, layer or pooling is refused with one line. Scale (`space_scales`): z is
+multiplied by sqrt(S / D), S the number of active statistics and D the embedding width, so the
+embedding space has the statistics' expected squared norm S on the bank and lambda transfers
+between spaces; 'both' concatenates the standardized statistics and z, each block scaled to
+half of that norm, so neither dominates the cost.
 """
 
 from __future__ import annotations
@@ -114,6 +116,17 @@ def cached_bank(path: str | None, model, tokens_NxT, valid_NxT, layer: int, pool
   return bank
 
 
-def block_scales(stats_width: int, embedding_width: int) -> tuple[float, float]:
-  """Multipliers of the standardized statistics and of the whitened embeddings in 'both'."""
-  return 1.0 / np.sqrt(stats_width), 1.0 / np.sqrt(embedding_width)
+def space_scales(space: str, stats_width: int, embedding_width: int) -> tuple[float, float]:
+  """(multiplier of the standardized statistics, of the whitened embeddings) in `space`.
+
+  Every space gets the expected squared norm on the bank that the statistics alone have
+  (`stats_width`, the number of active statistics): the squared-Euclidean cost, and with it
+  the Sinkhorn divergence and the lambda that weights it, then mean the same in each space.
+  'both' gives each block half of that norm, so neither dominates the cost."""
+  if space == "stats":
+    return 1.0, 0.0
+  if space == "embedding":
+    return 0.0, float(np.sqrt(stats_width / embedding_width))
+  if space == "both":
+    return float(np.sqrt(0.5)), float(np.sqrt(0.5 * stats_width / embedding_width))
+  raise ValueError(f"unknown feature space {space!r}; available: {', '.join(FEATURE_SPACES)}")
