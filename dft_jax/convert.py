@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.models import gguf_io, hf_io, native
+from dft_jax.train import checkpoint
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("from-hf", None, "Hugging Face checkpoint directory to read.")
@@ -48,7 +49,6 @@ def hf_to_native(src: str, dst: str, dtype: str | None = None) -> None:
 
 def native_to_hf(src: str, dst: str, dtype: str | None = None,
                  max_shard_bytes: int = 5 * 1024**3) -> None:
-  from dft_jax.train import checkpoint
   if checkpoint.init_kind(src) == "workdir":
     model, _ = checkpoint.load_model(src)
   else:

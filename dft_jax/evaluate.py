@@ -19,6 +19,10 @@ import time
 
 from absl import app, flags, logging
 
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.evaluation import report, samples, text_metrics
+from dft_jax.train import checkpoint
+
 flags.DEFINE_string("samples", None, "Texts to evaluate (JSONL with 'text', or one per line).",
                     required=True)
 flags.DEFINE_string("human", None, "Human reference texts (same formats).", required=True)
@@ -51,8 +55,6 @@ LABELS = {
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from dft_jax.data import tokenizer as tokenizer_lib
-  from dft_jax.evaluation import report, samples, text_metrics
   start = time.time()
   try:
     texts, human = samples.read_texts(FLAGS.samples), samples.read_texts(FLAGS.human)
@@ -61,12 +63,10 @@ def main(argv):
     tok = tokenizer_lib.load(tok_file) if tok_file else report.fallback_tokenizer(human)
     model = None
     if FLAGS.workdir:
-      from dft_jax.train import checkpoint
       model, _ = checkpoint.load_model(FLAGS.workdir)
     space = report.FeatureSpace(human, tok, FLAGS.window)
     emb_space = None
     if FLAGS.embedding_run:
-      from dft_jax.train import checkpoint
       emb_space = report.EmbeddingSpace(checkpoint.load_model(FLAGS.embedding_run)[0], tok,
                                         human, FLAGS.window)
     result = report.evaluate(texts, human, feature_space=space, model=model, seed=FLAGS.seed,
@@ -88,8 +88,8 @@ def main(argv):
     ref = own.get(key)
     print(f"{LABELS.get(key, key):<{width}}  {value:>10.4g}  "
           + (f"{ref:>10.4g}" if ref is not None else f"{'':>10}"))
-  print(f"\nmost over-represented word n-grams (model count / human count, ratio of add-one "
-        f"smoothed frequencies; the slop ratio is their mean):")
+  print("\nmost over-represented word n-grams (model count / human count, ratio of add-one "
+        "smoothed frequencies; the slop ratio is their mean):")
   for gram, ratio, count, human_count in text_metrics.slop_ngrams(texts, human):
     print(f"  {gram!r:<40} {count:>5} / {human_count:<5} {ratio:8.2f}")
 

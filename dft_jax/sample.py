@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags, logging
 
+from dft_jax.evaluation import samples
+
 flags.DEFINE_string("workdir", None, "Training workdir (or native model dir) to sample from.",
                     required=True)
 flags.DEFINE_string("out", None, "JSONL file to write (default: WORKDIR/samples.jsonl).")
@@ -38,7 +40,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from dft_jax.evaluation import samples
   start = time.time()
   out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.jsonl")
   try:

@@ -18,8 +18,8 @@ from dft_jax.models.decoder import Decoder, KVCache
 
 
 class Samples(NamedTuple):
-  tokens_BxG: jax.Array   # generated tokens; after EOS, `pad_id`
-  valid_BxG: jax.Array    # True up to and including the first EOS
+  tokens_BxC: jax.Array   # generated tokens; after EOS, `pad_id`
+  valid_BxC: jax.Array    # True up to and including the first EOS
 
 
 def _nucleus_floor(logits_BxV: jax.Array, top_p: float, iterations: int = 40) -> jax.Array:
@@ -73,8 +73,9 @@ def argmax(x_BxV: jax.Array) -> jax.Array:
   return jnp.min(jnp.where(x_BxV == max_Bx1, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
 
 
-def _last_positive(x_BxN: jax.Array) -> jax.Array:
-  return jnp.max(jnp.where(x_BxN > 0, jnp.arange(x_BxN.shape[-1], dtype=jnp.int32), 0), axis=-1)
+def _last_positive(x: jax.Array) -> jax.Array:
+  """Index of the last positive entry of each row (0 if none)."""
+  return jnp.max(jnp.where(x > 0, jnp.arange(x.shape[-1], dtype=jnp.int32), 0), axis=-1)
 
 
 def sample_categorical(rng, logits_BxV: jax.Array, block: int = 64) -> jax.Array:
@@ -85,20 +86,21 @@ def sample_categorical(rng, logits_BxV: jax.Array, block: int = 64) -> jax.Array
   b, v = logits_BxV.shape
   nb = -(-v // block)
   p_BxV = jnp.exp(logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True))
-  p_BxNxK = jnp.pad(p_BxV, ((0, 0), (0, nb * block - v))).reshape(b, nb, block)
-  blocks_BxN = p_BxNxK.sum(-1)
-  cum_blocks_BxN = jnp.cumsum(blocks_BxN, axis=-1)
-  target_Bx1 = jax.random.uniform(rng, (b, 1)) * cum_blocks_BxN[:, -1:]
+  # [B, blocks, block]
+  p_blocks = jnp.pad(p_BxV, ((0, 0), (0, nb * block - v))).reshape(b, nb, block)
+  block_mass = p_blocks.sum(-1)
+  cum_block_mass = jnp.cumsum(block_mass, axis=-1)
+  target_Bx1 = jax.random.uniform(rng, (b, 1)) * cum_block_mass[:, -1:]
   # the chosen entry has cum[j - 1] <= target < cum[j], so its mass is > 0; rounding can put
   # the target past the end: then the last entry with mass
-  blk_B = jnp.sum(cum_blocks_BxN <= target_Bx1, axis=-1, dtype=jnp.int32)
-  blk_B = jnp.where(blk_B >= nb, _last_positive(blocks_BxN), blk_B)
-  before_B = jnp.take_along_axis(jnp.pad(cum_blocks_BxN, ((0, 0), (1, 0))), blk_B[:, None],
+  blk_B = jnp.sum(cum_block_mass <= target_Bx1, axis=-1, dtype=jnp.int32)
+  blk_B = jnp.where(blk_B >= nb, _last_positive(block_mass), blk_B)
+  before_B = jnp.take_along_axis(jnp.pad(cum_block_mass, ((0, 0), (1, 0))), blk_B[:, None],
                                  axis=1)[:, 0]
-  inner_BxK = jnp.take_along_axis(p_BxNxK, blk_B[:, None, None], axis=1)[:, 0]
-  cum_inner_BxK = before_B[:, None] + jnp.cumsum(inner_BxK, axis=-1)
-  j_B = jnp.sum(cum_inner_BxK <= target_Bx1, axis=-1, dtype=jnp.int32)
-  j_B = jnp.where(j_B >= block, _last_positive(inner_BxK), j_B)
+  inner = jnp.take_along_axis(p_blocks, blk_B[:, None, None], axis=1)[:, 0]
+  cum_inner = before_B[:, None] + jnp.cumsum(inner, axis=-1)
+  j_B = jnp.sum(cum_inner <= target_Bx1, axis=-1, dtype=jnp.int32)
+  j_B = jnp.where(j_B >= block, _last_positive(inner), j_B)
   return blk_B * block + j_B
 
 
@@ -130,20 +132,20 @@ def decode(model: Decoder, prompt_BxP, prompt_mask_BxP, rng, *, max_new_tokens: 
   eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
 
   def step(i, carry):
-    tokens_BxG, done_B, cache, last_B = carry
+    tokens_BxC, done_B, cache, last_B = carry
     pos_Bx1 = (next_pos_B + i - 1)[:, None]
     logits, cache = model(last_B[:, None], pos_Bx1, jnp.ones_like(pos_Bx1), cache=cache)
     token_B = choose(logits[:, -1], rng, i, temperature, top_k, top_p)
     token_B = jnp.where(done_B, pad_id, token_B)
     done_B = done_B | jnp.isin(token_B, eos)
-    return tokens_BxG.at[:, i].set(token_B), done_B, cache, token_B
+    return tokens_BxC.at[:, i].set(token_B), done_B, cache, token_B
 
-  tokens_BxG = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first_B)
-  carry = (tokens_BxG, jnp.isin(first_B, eos), cache, first_B)
-  tokens_BxG, _, _, _ = jax.lax.fori_loop(1, max_new_tokens, step, carry)
-  is_eos_BxG = jnp.isin(tokens_BxG, eos)
-  eos_before_BxG = jnp.cumsum(is_eos_BxG, axis=1) - is_eos_BxG
-  return Samples(tokens_BxG, eos_before_BxG == 0)
+  tokens_BxC = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first_B)
+  carry = (tokens_BxC, jnp.isin(first_B, eos), cache, first_B)
+  tokens_BxC, _, _, _ = jax.lax.fori_loop(1, max_new_tokens, step, carry)
+  is_eos_BxC = jnp.isin(tokens_BxC, eos)
+  eos_before_BxC = jnp.cumsum(is_eos_BxC, axis=1) - is_eos_BxC
+  return Samples(tokens_BxC, eos_before_BxC == 0)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature",

@@ -40,9 +40,8 @@ FAMILIES = {
     "gen_len": ("loss.gen_len", (32, 64, 128)),
     "features": ("arg:features", ("stats", "embedding", "both")),
 }
-REFERENCE = {"lam": dft.LAM, "epsilon": 0.05, "groups": tuple(features.GROUPS),
-             "estimator": "score_function", "divergence": "sinkhorn", "mode": "joint",
-             "gen_len": 64, "features": "stats"}
+_DEFAULTS = dft.dft_loss()  # the reference point: the loss's own defaults at dft.LAM
+REFERENCE = {family: _DEFAULTS[family] for family in FAMILIES}
 SYMBOLS = {"lam": "λ", "epsilon": "ε", "gen_len": "G"}
 
 

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import base  # noqa: E402
 from dft_jax import sweeps  # noqa: E402
-from dft_jax.losses import features  # noqa: E402
+from dft_jax.losses import dft as dft_objective  # noqa: E402
 
 # Default λ: at 0.05 the distribution term's gradient was ~10x the CE gradient (grad norm 3-9 vs
 # SFT's 0.4-0.6), so global-norm clipping starved CE (val ppl 402 vs SFT 263); at 0.002 the two
@@ -29,35 +29,8 @@ LAMS = (0.0005, 0.002, 0.01, 0.05)
 
 
 def dft_loss(**kw):
-  import ml_collections
-  loss = ml_collections.ConfigDict(dict(
-      name="dft",
-      estimator="score_function",    # score_function | expected
-      divergence="sinkhorn",         # sinkhorn | mmd | energy
-      lam=LAM,                       # weight of the distribution term
-      lam_warmup_steps=10,
-      mode="joint",                  # joint | alternate (distribution term every `every` steps)
-      every=4,
-      ce_weight=1.0,
-      kl_beta=0.0,                   # > 0: KL anchor to the starting model (score_function)
-      dist_batch=16,                 # prompts per step (rows of the human batch)
-      prompt_len=16,
-      gen_len=64,                    # continuation length = the reference window length
-      temperature=1.0,               # the decoding DFT samples with (and is evaluated at)
-      top_p=1.0,
-      epsilon=0.05,                  # Sinkhorn epsilon, relative to the mean cost
-      sinkhorn_threshold=1e-3,
-      sinkhorn_iterations=200,
-      sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
-      groups=tuple(features.GROUPS),
-      features="stats",              # stats | embedding | both (losses/embedding.py)
-      embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
-      embedding_pooling="mean",      # mean | last (token of the window)
-      stats_file="",                 # "" = computed for stats_corpus (default: data.corpus)
-      stats_corpus="",
-  ))
-  loss.update(kw)
-  return loss
+  """The loss fields (dft_jax.losses.dft.config, their one definition) at this file's λ."""
+  return dft_objective.config(**{"lam": LAM, **kw})
 
 
 def get_config(arg=None):

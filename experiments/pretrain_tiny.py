@@ -3,7 +3,8 @@
   python -m dft_jax.train --config=experiments/pretrain_tiny.py --workdir=runs/base
   python -m dft_jax.train --config=experiments/pretrain_tiny.py:steps=50 --workdir=/tmp/t
 
-Prepares the corpus and trains the tokenizer itself when they are missing.
+Needs the embedded corpora prepared (`python -m dft_jax.data.prepare`, all domains: the
+tokenizer is trained on all five); trains and caches the tokenizer itself when it is missing.
 """
 
 import os

@@ -17,7 +17,8 @@ import numpy as np
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dft_jax import sampling, stats as stats_lib  # noqa: E402
+from dft_jax import sampling  # noqa: E402
+from dft_jax.losses import reference as reference_lib  # noqa: E402
 from dft_jax.data import tokenizer as tokenizer_lib  # noqa: E402
 from dft_jax.evaluation import samples  # noqa: E402
 from dft_jax.losses import divergences, features  # noqa: E402
@@ -39,10 +40,10 @@ def main(argv):
   with open(os.path.join(first, "config.json")) as f:
     corpus = FLAGS.corpus or json.load(f)["data"]["corpus"]
   tok = tokenizer_lib.load(os.path.join(first, "tokenizer.json"))
-  ref = stats_lib.for_corpus(corpus, tok, window=FLAGS.window)
+  ref = reference_lib.stats_for_corpus(corpus, tok, window=FLAGS.window)
   prompts, _ = samples.held_out(corpus, tok, num_prompts=FLAGS.prompts,
                                 prompt_len=FLAGS.prompt_len, continuation_len=FLAGS.window)
-  eos = samples.eos_id(tok)
+  eos = tok.eos_id
   bank = ref.standardize(ref.bank_NxF)
   rows = []
   for workdir in FLAGS.workdir:
@@ -50,8 +51,8 @@ def main(argv):
     out = sampling.generate(model, prompts, max_new_tokens=FLAGS.window, temperature=1.0,
                             rng=jax.random.key(FLAGS.seed), eos_id=eos, pad_id=eos)
     tables = ref.tables(tok, cfg.vocab_size)
-    text = out.valid_BxG & (out.tokens_BxG != eos)  # reference windows hold no EOS
-    feats = ref.standardize(np.asarray(features.featurize_batch(out.tokens_BxG, text, tables)))
+    text = out.valid_BxC & (out.tokens_BxC != eos)  # reference windows hold no EOS
+    feats = ref.standardize(np.asarray(features.featurize_batch(out.tokens_BxC, text, tables)))
     sink = float(divergences.sinkhorn(jnp.asarray(feats), jnp.asarray(bank))[0])
     mmd = float(divergences.mmd(jnp.asarray(feats), jnp.asarray(bank))[0])
     gaps = {g: float(np.abs(feats[:, [features.FEATURE_NAMES.index(n) for n in names]]

@@ -66,7 +66,7 @@ def main(argv):
   out = sampling.generate(from_pretrained(back_dir), ids, max_new_tokens=24,
                           rng=jax.random.key(0), temperature=0.8, top_k=40)
   print(f"[4/4] sample (an untrained model, so noise): "
-        f"{FLAGS.prompt!r} -> {tok.decode(np.asarray(out.tokens_BxG[0]))!r}")
+        f"{FLAGS.prompt!r} -> {tok.decode(np.asarray(out.tokens_BxC[0]))!r}")
   print(f"quickstart: done in {time.time() - start:.1f}s; outputs in {FLAGS.workdir}")
 
 

@@ -51,7 +51,10 @@ def main(argv):
   files = sorted(glob.glob(os.path.join(argv[1], "*.jsonl")))
   if not files:
     sys.exit(f"error: no *.jsonl samples files in {argv[1]}")
-  vocab = known_words([d for d in FLAGS.domains.split(",") if d])
+  try:
+    vocab = known_words([d for d in FLAGS.domains.split(",") if d])
+  except ValueError as e:  # an unknown domain, or one not prepared (says the command to run)
+    sys.exit(f"error: {e}")
   for path in files:
     with open(path) as f:
       texts = [json.loads(line)["text"] for line in f if line.strip()]

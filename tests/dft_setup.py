@@ -1,10 +1,10 @@
 """A tiny language and reference corpus where sentence length is the thing to learn."""
 
 import numpy as np
-import ml_collections
 import tokenizers
 
-from dft_jax import stats as stats_lib
+from dft_jax.losses import dft
+from dft_jax.losses import reference as reference_lib
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.models import ModelConfig
 
@@ -31,15 +31,11 @@ MODEL = ModelConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_lay
 
 
 def loss_config(stats_file, **kw):
-  cfg = ml_collections.ConfigDict(dict(
-      name="dft", estimator="score_function", divergence="mmd", lam=1.0, lam_warmup_steps=1,
-      mode="joint", every=2, ce_weight=0.0, kl_beta=0.0, dist_batch=16, prompt_len=4, gen_len=16,
-      temperature=1.0, top_p=1.0, epsilon=0.05, sinkhorn_threshold=1e-3,
-      sinkhorn_iterations=200,
-      groups=("sentence_length", "punctuation"), stats_file=stats_file, stats_corpus="",
-      features="stats", embedding_layer=-1, embedding_pooling="mean"))
-  cfg.update(kw)
-  return cfg
+  """The DFT loss config (its one definition) at the tiny language's scale."""
+  return dft.config(**{**dict(
+      divergence="mmd", lam=1.0, lam_warmup_steps=1, every=2, ce_weight=0.0, dist_batch=16,
+      prompt_len=4, gen_len=16, groups=("sentence_length", "punctuation"),
+      stats_file=stats_file), **kw})
 
 
 def batch(tok, docs, rows=16, length=32):
@@ -55,5 +51,6 @@ def reference(directory):
   """(tokenizer, short-sentence documents, path of their stats file written in `directory`)."""
   tok, docs = tokenizer(), short_sentence_docs()
   path = str(directory / "short.npz")
-  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=256), path)
+  reference_lib.save_stats(reference_lib.compute_stats(docs, tok, window=16, max_windows=256),
+                           path)
   return tok, docs, path

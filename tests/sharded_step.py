@@ -13,7 +13,7 @@ from dft_jax import losses
 from dft_jax.data import pipeline
 from dft_jax.models import ModelConfig
 from dft_jax.train import mesh as mesh_lib
-from dft_jax.train import optimizer, state as state_lib, step as step_lib
+from dft_jax.train import setup as setup_lib
 
 CFG = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
                   num_heads=4, num_kv_heads=2, head_dim=8)
@@ -36,10 +36,11 @@ def _loss(name, workdir):
   if name == "ce":
     return losses.make(ml_collections.ConfigDict({"name": "ce"}), CFG), global_batch()
   import dft_setup
-  from dft_jax import stats as stats_lib
+  from dft_jax.losses import reference as reference_lib
   tok = dft_setup.tokenizer()
   docs = dft_setup.short_sentence_docs()
-  stats_lib.save(stats_lib.compute(docs, tok, window=16, max_windows=128), workdir + "/s.npz")
+  reference_lib.save_stats(reference_lib.compute_stats(docs, tok, window=16, max_windows=128),
+                           workdir + "/s.npz")
   cfg = dft_setup.loss_config(workdir + "/s.npz", dist_batch=8, ce_weight=1.0,
                               divergence=name.split("-")[1])
   return (losses.make(cfg, CFG, losses.Context(tok)),
@@ -49,12 +50,10 @@ def _loss(name, workdir):
 def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   import tempfile
   loss_fn, batch = _loss(loss, tempfile.mkdtemp())
-  tx, lr = optimizer.make(OPTIM)
-  mesh = mesh_lib.make_mesh(mesh_shape, devices)
-  state, shardings = state_lib.create(CFG, tx, mesh, seed=0)
-  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(CFG),
-                                 loss_fn=loss_fn, tx=tx, lr_schedule=lr,
-                                 grad_accum_steps=grad_accum_steps)
+  setup = setup_lib.build(CFG, OPTIM, mesh_shape=mesh_shape, devices=devices,
+                          grad_accum_steps=grad_accum_steps)
+  mesh, state = setup.mesh, setup.init_state(seed=0)
+  step = setup.train_step(loss_fn)
   rows = batch["tokens"].shape[0] // jax.process_count()
   local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
            for k, v in batch.items()}

@@ -1,4 +1,5 @@
-"""Embedded corpora: wiki cleaning, filtering, deterministic splits, and end-to-end preparation."""
+"""Embedded corpora: wiki cleaning, filtering, deterministic splits, end-to-end preparation, and
+reading that never prepares (nor runs a command)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from dft_jax.data import corpora
+from dft_jax.data import cleaning, corpora, prepare, sources
 
 _WIKI = """{{Infobox person|name=Ada {{nowrap|Lovelace}}|born={{birth date|1815|12|10}}}}
 '''Augusta Ada King''' was an ''English'' [[mathematician]] and [[Writer (occupation)|writer]].<ref name="x">{{cite web|url=http://a.b}}</ref>
@@ -26,46 +27,46 @@ She worked on [[Charles Babbage|Babbage]]'s [http://example.org Analytical Engin
 
 
 def test_clean_wiki_strips_markup():
-  assert corpora.clean_wiki(_WIKI) == (
+  assert cleaning.clean_wiki(_WIKI) == (
       "Augusta Ada King was an English mathematician and writer.\n\n"
       "She worked on Babbage's Analytical Engine.\n\n"
       "Notes & letters")
 
 
 def test_normalize_and_reflow():
-  assert corpora.normalize("a  b\nc\n\n\n  d\t e ") == "a b c\n\nd e"
+  assert cleaning.normalize("a  b\nc\n\n\n  d\t e ") == "a b c\n\nd e"
   entry = "WORD, n.  A thing\nwrapped.\n\n    Verse one\n    verse two\n        G.J.\n"
-  assert corpora.normalize(corpora.reflow(entry), keep_lines=True) == (
+  assert cleaning.normalize(cleaning.reflow(entry), keep_lines=True) == (
       "WORD, n. A thing wrapped.\n\nVerse one\nverse two\nG.J.")
 
 
 def test_dedup_and_short_filter():
   docs = ["x" * 250, "short", "y" * 250, "x" * 250, "z" * 199]
-  assert corpora.dedup_filter(docs, 200) == ["x" * 250, "y" * 250]
-  assert corpora.dedup_filter(docs, 5) == ["x" * 250, "short", "y" * 250, "z" * 199]
+  assert cleaning.dedup_filter(docs, 200) == ["x" * 250, "y" * 250]
+  assert cleaning.dedup_filter(docs, 5) == ["x" * 250, "short", "y" * 250, "z" * 199]
 
 
 def test_replaced_characters_counted():
-  text, bad = corpora.decode(b"caf\xe9 \xff\xfe ok \xef\xbf\xbd")  # the last is a real U+FFFD
+  text, bad = cleaning.decode(b"caf\xe9 \xff\xfe ok \xef\xbf\xbd")  # the last is a real U+FFFD
   assert bad == 3 and text.startswith("caf\ufffd") and text.endswith("ok \ufffd")
-  assert corpora.decode("naïve".encode()) == ("naïve", 0)
+  assert cleaning.decode("naïve".encode()) == ("naïve", 0)
 
 
 def test_split_is_deterministic_disjoint_and_proportioned():
   docs = [f"document number {i}" for i in range(200)]
-  a, b = corpora.split_documents(docs), corpora.split_documents(list(reversed(docs)))
+  a, b = cleaning.split_documents(docs), cleaning.split_documents(list(reversed(docs)))
   assert a == b
   assert sorted(sum(a.values(), [])) == sorted(docs)
   assert {k: len(v) for k, v in a.items()} == {"train": 160, "validation": 20, "test": 20}
-  small = corpora.split_documents(docs[:3])
+  small = cleaning.split_documents(docs[:3])
   assert all(len(small[s]) == 1 for s in corpora.SPLITS)
   with pytest.raises(ValueError):
-    corpora.split_documents(docs[:2])
+    cleaning.split_documents(docs[:2])
 
 
 def test_chunk_paragraphs_sizes():
   text = "\n\n".join(f"{i} " + "w" * 400 for i in range(40))
-  chunks = corpora.chunk_paragraphs(text)
+  chunks = cleaning.chunk_paragraphs(text)
   assert "\n\n".join(chunks) == text
   assert all(1500 <= len(c) <= 3000 for c in chunks[:-1]) and len(chunks[-1]) >= 750
 
@@ -84,7 +85,7 @@ def _cli(*args, data_dir):
 
 @pytest.mark.skipif(not os.path.isdir("/usr/share/common-licenses"), reason="not a Debian system")
 def test_prepare_legal_end_to_end(tmp_path):
-  info = corpora.prepare(["legal"], str(tmp_path))["legal"]
+  info = prepare.prepare(["legal"], str(tmp_path))["legal"]
   assert info == corpora.manifest("legal", str(tmp_path))
   assert info["status"] == "ready" and info["name"] == "legal"
   assert info["source"].startswith("Debian base-files") and "verbatim" in info["license"]
@@ -94,9 +95,16 @@ def test_prepare_legal_end_to_end(tmp_path):
   assert info["bytes"] == sum(len(d.encode()) for v in splits.values() for d in v)
   assert all(len(d) >= 200 and "  " not in d for v in splits.values() for d in v)
   first = open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"), "rb").read()
-  corpora.prepare(["legal"], str(tmp_path), force=True)
+  prepare.prepare(["legal"], str(tmp_path), force=True)
   assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
               "rb").read() == first
+  for module, args in (("prepare", ()), ("corpora", ("prepare",))):  # the CLI, and its old name
+    done = subprocess.run([sys.executable, "-m", f"dft_jax.data.{module}", *args,
+                           "--domains=legal", "--force", f"--data_dir={tmp_path}"],
+                          capture_output=True, text=True, check=True)
+    assert "corpora: legal: ready" in done.stderr
+    assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
+                "rb").read() == first
 
   rows = json.loads(_cli("list", "--json", data_dir=tmp_path).stdout.strip().splitlines()[-1])
   assert [r["name"] for r in rows] == list(corpora.DOMAINS)
@@ -109,16 +117,43 @@ def test_prepare_legal_end_to_end(tmp_path):
 def test_unavailable_domain_is_reported(tmp_path, monkeypatch):
   def broken(cache):
     raise RuntimeError("apt-get download dict-devil failed: no network")
-  monkeypatch.setitem(corpora._READERS, "literary", (broken, "public domain"))
-  info = corpora.prepare(["literary"], str(tmp_path))["literary"]
+  monkeypatch.setitem(prepare._READERS, "literary", broken)
+  info = prepare.prepare(["literary"], str(tmp_path))["literary"]
   assert info["status"] == "unavailable" and "no network" in info["error"]
-  with pytest.raises(RuntimeError, match="unavailable"):
+  with pytest.raises(RuntimeError, match="unavailable") as e:
     corpora.load_split("literary", "train", str(tmp_path))
+  assert str(e.value) == (
+      f"domain 'literary' is not prepared under {tmp_path} (unavailable: RuntimeError: apt-get "
+      "download dict-devil failed: no network): run `python -m dft_jax.data.prepare --domains "
+      f"literary --data_dir {tmp_path}` to try again")
+
+
+def test_unprepared_domain_names_the_prepare_command_and_runs_nothing(tmp_path, monkeypatch):
+  def no_command(*args, **kwargs):
+    raise AssertionError(f"reading a corpus ran a command: {args}")
+  monkeypatch.setattr(subprocess, "run", no_command)
+  monkeypatch.setattr(subprocess, "Popen", no_command)
+  with pytest.raises(corpora.CorpusError) as e:
+    corpora.load_split("news", "train", str(tmp_path))
+  assert str(e.value) == (f"domain 'news' is not prepared under {tmp_path}: run "
+                          f"`python -m dft_jax.data.prepare --domains news --data_dir {tmp_path}`")
+  assert isinstance(e.value, ValueError) and isinstance(e.value, RuntimeError)  # callers catch
+  assert not os.listdir(tmp_path)  # nothing fetched or written either
+  monkeypatch.setenv("DFT_JAX_DATA", str(tmp_path / "env"))
+  with pytest.raises(ValueError) as e:
+    sources.documents("encyclopedia", "validation")
+  assert str(e.value) == (f"domain 'encyclopedia' is not prepared under {tmp_path / 'env'}: "
+                          "run `python -m dft_jax.data.prepare --domains encyclopedia`")
+  with pytest.raises(ValueError) as e:  # several named: one command prepares them all
+    sources.documents("news,legal", "train")
+  assert str(e.value) == (f"domains 'news', 'legal' are not prepared under {tmp_path / 'env'}: "
+                          "run `python -m dft_jax.data.prepare --domains news,legal`")
+  assert not os.listdir(tmp_path)
 
 
 def test_prepare_news_end_to_end(tmp_path):
   """Downloads the gensim wheel (~25 MB) from the package index; skipped when that fails."""
-  info = corpora.prepare(["news"], str(tmp_path))["news"]
+  info = prepare.prepare(["news"], str(tmp_path))["news"]
   if info["status"] != "ready":
     pytest.skip(f"news unavailable: {info['error']}")
   assert info["source"] == "PyPI gensim==4.4.0: gensim/test/test_data/lee_background.cor"

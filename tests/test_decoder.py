@@ -150,8 +150,8 @@ def test_cached_sampling_equals_recomputation(temperature, top_k, top_p):
   cached = sampling.generate(model, prompt, max_new_tokens=12, rng=rng,
                              temperature=temperature, top_k=top_k, top_p=top_p)
   ref = _sample_by_recomputation(model, prompt, 12, rng, temperature, top_k, top_p)
-  np.testing.assert_array_equal(np.asarray(cached.tokens_BxG), ref)
-  assert bool(cached.valid_BxG.all())
+  np.testing.assert_array_equal(np.asarray(cached.tokens_BxC), ref)
+  assert bool(cached.valid_BxC.all())
 
 
 def test_left_padded_prompts_decode_as_if_alone():
@@ -162,17 +162,17 @@ def test_left_padded_prompts_decode_as_if_alone():
   together = sampling.generate(model, batch, prompt_mask_BxP=mask, max_new_tokens=8)
   for row, prompt in enumerate((short, long)):
     alone = sampling.generate(model, prompt, max_new_tokens=8)
-    np.testing.assert_array_equal(np.asarray(together.tokens_BxG[row]),
-                                  np.asarray(alone.tokens_BxG[0]))
+    np.testing.assert_array_equal(np.asarray(together.tokens_BxC[row]),
+                                  np.asarray(alone.tokens_BxC[0]))
 
 
 def test_generation_stops_at_eos_and_pads():
   model = _model(_config())
   prompt = _ids(2, 4)
-  free = np.asarray(sampling.generate(model, prompt, max_new_tokens=10).tokens_BxG)
+  free = np.asarray(sampling.generate(model, prompt, max_new_tokens=10).tokens_BxC)
   eos = int(free[0, 3])
   out = sampling.generate(model, prompt, max_new_tokens=10, eos_id=eos, pad_id=V - 1)
-  tokens, valid = np.asarray(out.tokens_BxG), np.asarray(out.valid_BxG)
+  tokens, valid = np.asarray(out.tokens_BxC), np.asarray(out.valid_BxC)
   first = int(np.argmax(free[0] == eos))
   np.testing.assert_array_equal(tokens[0, :first + 1], free[0, :first + 1])
   assert (tokens[0, first + 1:] == V - 1).all()

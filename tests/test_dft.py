@@ -14,11 +14,11 @@ import pytest
 import dft_setup as S
 import train_utils as tu
 from dft_jax import losses
-from dft_jax import stats as stats_lib
+from dft_jax.losses import reference as reference_lib
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.losses import divergences as D
 from dft_jax.losses import features
-from dft_jax.train import mesh as mesh_lib, optimizer, state as state_lib, step as step_lib
+from dft_jax.train import setup as setup_lib, state as state_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,20 +56,20 @@ def reference(tmp_path_factory):
   return S.reference(tmp_path_factory.mktemp("stats"))
 
 
+OPTIM = ml_collections.ConfigDict(dict(
+    lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
+    clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0))
+
+
+def _setup(loss_cfg):
+  return setup_lib.build(S.MODEL, OPTIM, mesh_shape=(1, 1, 1), devices=jax.devices()[:1],
+                         with_anchor=losses.needs_anchor(loss_cfg))
+
+
 def _train(loss_cfg, tok, docs, steps):
-  tx, lr = optimizer.make(ml_collections.ConfigDict(dict(
-      lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
-      clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0)))
-  mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-  with_anchor = losses.needs_anchor(loss_cfg)
-  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0, with_anchor=with_anchor)
-  graphdef = state_lib.graphdef(S.MODEL)
-  start = lambda: state_lib.model_of(state, graphdef)  # noqa: E731  (state at step 0)
-  context = losses.Context(tok, starting_model=start if with_anchor else None,
-                           reference_documents=docs)
-  step = step_lib.jit_train_step(mesh, shardings, graphdef=graphdef,
-                                 loss_fn=losses.make(loss_cfg, S.MODEL, context),
-                                 tx=tx, lr_schedule=lr)
+  setup = _setup(loss_cfg)
+  mesh, state = setup.mesh, setup.init_state(seed=0)
+  step = setup.train_step(setup.loss_fn(loss_cfg, state, tok, reference_documents=docs))
   batch = S.batch(tok, docs)
   dot = tok.token_id("Ġ.")
   model = lambda s: state_lib.model_of(s, state_lib.graphdef(S.MODEL))
@@ -113,19 +113,19 @@ def test_alternate_mode_skips_the_distribution_term_between_steps(reference):
 
 def test_stats_file_is_bound_to_its_tokenizer_and_version(reference, tmp_path):
   tok, _, path = reference
-  stats = stats_lib.load(path, tok)
+  stats = reference_lib.load_stats(path, tok)
   assert stats.bank_NxF.shape == (256, len(features.FEATURE_NAMES)) and stats.window == 16
   other = tokenizer_lib.train_byte_level_bpe(["some other text"] * 3, vocab_size=270)
-  with pytest.raises(stats_lib.StatsError, match="made with tokenizer .* not this one"):
-    stats_lib.load(path, other)
+  with pytest.raises(reference_lib.StatsError, match="made with tokenizer .* not this one"):
+    reference_lib.load_stats(path, other)
   old = tmp_path / "old.npz"
   with np.load(path) as f:
     meta = json.loads(str(f["meta"]))
     meta["version"] = features.VERSION + 1
     np.savez(old, **{k: f[k] for k in ("bank", "mean", "sd", "unigram_counts")},
              meta=json.dumps(meta))
-  with pytest.raises(stats_lib.StatsError, match="featurizer version"):
-    stats_lib.load(str(old), tok)
+  with pytest.raises(reference_lib.StatsError, match="featurizer version"):
+    reference_lib.load_stats(str(old), tok)
   with pytest.raises(ValueError, match="stats window 16 != loss.gen_len 32"):
     losses.make(S.loss_config(path, gen_len=32), S.MODEL, losses.Context(tok))
 
@@ -142,7 +142,7 @@ def test_stats_cli(reference, tmp_path):
                  "--tokenizer", str(tmp_path / "tok.json"), "--out", str(out), "--window", "16",
                  "--data_dir", str(tmp_path / "data")])
   assert done.returncode == 0, done.stderr[-2000:]
-  assert stats_lib.load(str(out), tok).fingerprint == tok.fingerprint
+  assert reference_lib.load_stats(str(out), tok).fingerprint == tok.fingerprint
   done = tu.run([sys.executable, "-m", "dft_jax.stats", "--corpus", str(text_dir),
                  "--tokenizer", str(tmp_path / "tok.json"), "--out", str(out), "--window",
                  "4096", "--data_dir", str(tmp_path / "data")])
@@ -183,15 +183,10 @@ def test_kl_anchor_starts_at_zero_and_keeps_the_starting_params(reference):
   tok, docs, path = reference
   loss_cfg = S.loss_config(path, kl_beta=0.5, ce_weight=1.0)
   assert losses.needs_anchor(loss_cfg)
-  tx, lr = optimizer.make(ml_collections.ConfigDict(dict(
-      lr=1e-2, warmup_steps=0, decay="constant", min_lr_ratio=1.0, total_steps=100,
-      clip_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0)))
-  mesh = mesh_lib.make_mesh((1, 1, 1), jax.devices()[:1])
-  state, shardings = state_lib.create(S.MODEL, tx, mesh, seed=0, with_anchor=True)
+  setup = _setup(loss_cfg)
+  mesh, state = setup.mesh, setup.init_state(seed=0)
   start = jax.tree.map(np.asarray, state.params)
-  step = step_lib.jit_train_step(mesh, shardings, graphdef=state_lib.graphdef(S.MODEL),
-                                 loss_fn=losses.make(loss_cfg, S.MODEL, losses.Context(tok)),
-                                 tx=tx, lr_schedule=lr)
+  step = setup.train_step(setup.loss_fn(loss_cfg, state, tok))
   batch = S.batch(tok, docs)
   kls = []
   for _ in range(6):
@@ -210,10 +205,10 @@ def test_kl_anchor_starts_at_zero_and_keeps_the_starting_params(reference):
 
 def test_reference_bank_keeps_document_endings():
   ids = [list(range(40)), list(range(10)), list(range(3))]
-  windows = stats_lib.reference_windows(ids, window=16, min_tokens=4)
+  windows = reference_lib.reference_windows(ids, window=16, min_tokens=4)
   # doc 0: 16 + 16 + its final 8; doc 1: one short final window; doc 2: too short
   assert [len(w) for w in windows] == [16, 16, 8, 10]
   tok = S.tokenizer()
   docs = ["Short one.", "Another short text here."] * 4
-  stats = stats_lib.compute(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
+  stats = reference_lib.compute_stats(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
   assert len(stats.bank_NxF) == len(docs) and np.isfinite(stats.bank_NxF).all()

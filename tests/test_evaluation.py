@@ -4,7 +4,6 @@ tables, and reproduce_table on two tiny finished runs."""
 import json
 import math
 import os
-import subprocess
 import sys
 
 import jax
@@ -62,7 +61,7 @@ def test_perplexity_equals_a_direct_computation():
   cfg = ModelConfig(model_type="llama", vocab_size=320, hidden_size=32, intermediate_size=64,
                     num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8)
   model = Decoder(cfg, rngs=nnx.Rngs(0))
-  eos = samples.eos_id(tok)
+  eos = tok.eos_id
   rows = [tok.encode(text) + [eos] for text in docs[:5]]
   ids = np.zeros((5, max(map(len, rows))), np.int32)  # right padding: causal, never attended
   for r, row in enumerate(rows):

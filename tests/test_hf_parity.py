@@ -38,7 +38,7 @@ def test_greedy_tokens_match_transformers(name, hf_checkpoint):
   model = from_pretrained(path)
   prompt = _ids(batch=2, length=6, seed=1)
   ours = sampling.generate(model, prompt, max_new_tokens=16, eos_id=model.cfg.eos_token_id,
-                          pad_id=0).tokens_BxG
+                          pad_id=0).tokens_BxC
   np.testing.assert_array_equal(np.asarray(ours), ref.greedy(hf_model, prompt, 16, pad_id=0))
 
 

@@ -121,7 +121,7 @@ def test_every_run_builds_through_config_flags(sweep):
       got = config
       for part in key.split("."):
         got = got[part]
-      want = sweeps._resolve(value, ROOT) if isinstance(value, str) else value
+      want = sweeps.resolve_refs(value, ROOT) if isinstance(value, str) else value
       assert got == want and type(got) is type(want), (r["name"], key, got)
     _check_loss(config.loss)
 
@@ -227,6 +227,25 @@ def _sweep_file(tmp_path, runs_src):
 def test_bad_sweeps(tmp_path, runs_src, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(")):
     sweeps.load(_sweep_file(tmp_path, runs_src))
+
+
+def test_sweep_files_resolve_from_the_cwd_then_the_checkout(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  # not in the cwd: the source checkout's file, and its runs train from the checkout
+  runs = sweeps.load("experiments/sft.py")
+  assert sweeps.config_root(runs[1], ROOT) == REPO
+  # in the cwd: that one first, even where the checkout has a file of the same name
+  (tmp_path / "experiments").mkdir()
+  (tmp_path / "experiments" / "sft.py").write_text(
+      "def get_sweep(arg=None):\n  return [dict(name='mine', config='experiments/sft.py')]\n")
+  mine = sweeps.load("experiments/sft.py")
+  assert [r["name"] for r in mine] == ["mine"]
+  assert sweeps.config_root(mine[0], ROOT) == str(tmp_path)
+  with pytest.raises(ValueError, match="sweep file 'experiments/nope.py' not found; tried "
+                     f"{tmp_path}/experiments/nope.py and {REPO}/experiments/nope.py"):
+    sweeps.load("experiments/nope.py")
+  with pytest.raises(ValueError, match="run 'x': config file 'nope.py' not found; tried"):
+    sweeps.build_config(sweeps.run("x", "nope.py:a=1"), ROOT)
 
 
 def test_references_become_dependencies():

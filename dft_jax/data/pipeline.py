@@ -65,17 +65,8 @@ def _to_row(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def special_ids(tokenizer: Tokenizer, cfg: PipelineConfig) -> tuple[int | None, int | None]:
-  """BOS / EOS ids the pipeline adds, looked up among common spellings."""
-  def find(names):
-    for name in names:
-      i = tokenizer.token_id(name)
-      if i is not None:
-        return i
-    raise ValueError(f"tokenizer has none of the special tokens {names}")
-  bos = find(("<|bos|>", "<s>", "<|begin_of_text|>", "<bos>")) if cfg.add_bos else None
-  eos = find(("<|eos|>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>")) \
-      if cfg.add_eos else None
-  return bos, eos
+  """BOS / EOS ids the pipeline adds (None where `cfg` adds none)."""
+  return (tokenizer.bos_id if cfg.add_bos else None, tokenizer.eos_id if cfg.add_eos else None)
 
 
 def make_dataset(documents: Sequence[Any], tokenizer: Tokenizer, cfg: PipelineConfig, *,

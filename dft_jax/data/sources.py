@@ -1,6 +1,7 @@
 """One name for every kind of corpus the configs can point at.
 
-  "news"                  an embedded domain (dft_jax.data.corpora), prepared on first use
+  "news"                  an embedded domain (dft_jax.data.corpora), prepared beforehand by
+                          `python -m dft_jax.data.prepare`
   "news,legal"            several, concatenated
   "/path/to/texts"        a local directory of text, built once as a TFDS array_record dataset
   "tfds:NAME[:FIELD]"     a TFDS catalog dataset already prepared in array_record format
@@ -55,7 +56,9 @@ def _one(corpus: str, split: str, data_dir: str | None) -> Sequence:
 
 def documents(corpus: str, split: str = "train", data_dir: str | None = None) -> Sequence:
   """Random-access documents (str) of one split of one or more comma-separated corpora."""
-  parts = [_one(c.strip(), split, data_dir or None) for c in corpus.split(",") if c.strip()]
+  names = [c.strip() for c in corpus.split(",") if c.strip()]
+  corpora.require([c for c in names if c in corpora.DOMAINS], data_dir or None)  # all at once
+  parts = [_one(c, split, data_dir or None) for c in names]
   if not parts:
     raise ValueError("no corpus named (data.corpus is empty)")
   return parts[0] if len(parts) == 1 else Concat(parts)

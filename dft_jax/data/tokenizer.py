@@ -14,6 +14,10 @@ from typing import Iterable, Sequence
 import tokenizers
 
 
+BOS_SPELLINGS = ("<|bos|>", "<s>", "<|begin_of_text|>", "<bos>")
+EOS_SPELLINGS = ("<|eos|>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>")
+
+
 class TokenizerError(ValueError):
   """A tokenizer that is missing, unreadable, or does not fit the model."""
 
@@ -31,6 +35,22 @@ class Tokenizer:
 
   def token_id(self, token: str) -> int | None:
     return self.tok.token_to_id(token)
+
+  def special_id(self, spellings: Sequence[str]) -> int:
+    """The id of the first of `spellings` in the vocabulary (special tokens vary by family)."""
+    for name in spellings:
+      i = self.token_id(name)
+      if i is not None:
+        return i
+    raise ValueError(f"tokenizer has none of the special tokens {tuple(spellings)}")
+
+  @property
+  def bos_id(self) -> int:
+    return self.special_id(BOS_SPELLINGS)
+
+  @property
+  def eos_id(self) -> int:
+    return self.special_id(EOS_SPELLINGS)
 
   def encode(self, text: str) -> list[int]:
     return self.tok.encode(text, add_special_tokens=False).ids

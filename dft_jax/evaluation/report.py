@@ -22,8 +22,8 @@ import numpy as np
 from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.evaluation import judge, samples, text_metrics
-from dft_jax.losses import cross_entropy, divergences, embedding, features
+from dft_jax.evaluation import judge, text_metrics
+from dft_jax.losses import cross_entropy, divergences, embedding, features, reference
 
 KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2", "distinct_3",
         "self_bleu4", "zipf", "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2",
@@ -52,13 +52,15 @@ def _divergences(x_NxF, y_MxF):
 
 class _Standardized:
   """A text featurization (`raw`, [N, F]) standardized by the mean and sd of human texts; F is
-  the space's width (28 statistics, or a model's hidden size)."""
+  the space's width (28 statistics, or a model's hidden size). Featurized texts are kept by
+  their content, so a table featurizes each set of texts once however often it is asked."""
 
   def _fit(self, human_texts) -> None:
+    self._seen = {}
     raw = self.raw(human_texts)
-    self.mean_F, sd = raw.mean(0), raw.std(0)
-    self.sd_F = np.where(sd > 1e-6, sd, 1.0)
+    self.mean_F, self.sd_F = reference.standardization(raw)
     self.human_NxF = self.standardize(raw)
+    self._seen[tuple(human_texts)] = self.human_NxF
 
   def raw(self, texts) -> np.ndarray:
     raise NotImplementedError
@@ -67,7 +69,10 @@ class _Standardized:
     return (x_NxF - self.mean_F) / self.sd_F
 
   def __call__(self, texts) -> np.ndarray:
-    return self.standardize(self.raw(texts))
+    key = tuple(texts)
+    if key not in self._seen:
+      self._seen[key] = self.standardize(self.raw(texts))
+    return self._seen[key]
 
 
 class FeatureSpace(_Standardized):
@@ -159,7 +164,7 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
   crowd out the others. per_piece: also each piece's NLL sum and token count
   ("nll_per_piece", "tokens_per_piece"), the units of a paired bootstrap.
   """
-  eos = samples.eos_id(tokenizer)
+  eos = tokenizer.eos_id
   per_text = [[p for i in range(0, len(ids), seq_len) for p in [ids[i:i + seq_len]]
                if len(p) > 1]
               for ids in (ids + [eos] for ids in tokenizer.encode_batch(list(texts)))]
@@ -208,13 +213,14 @@ def evaluate(texts: Sequence[str], human_texts: Sequence[str], *, tokenizer=None
   out = text_metrics.compute(texts, human_texts)
   space = feature_space or FeatureSpace(human_texts, tokenizer or fallback_tokenizer(
       human_texts), window)
-  out.update(space.divergences(space(texts)))
+  feats = space(texts)
+  out.update(space.divergences(feats))
   out["judge_accuracy"] = judge_accuracy(human_texts, texts, judge_folds, seed)
   emb = None
   if embedding_space is not None:
     emb = embedding_space(texts)
     out.update(embedding_space.divergences(emb))
-  out.update(mauve_scores(space(texts), space.human_NxF, emb,
+  out.update(mauve_scores(feats, space.human_NxF, emb,
                           None if emb is None else embedding_space.human_NxF))
   if model is not None:
     out.update(perplexity(model, tokenizer or space.tokenizer, human_texts))

@@ -16,12 +16,10 @@ import jax
 import numpy as np
 
 from dft_jax import sampling
-from dft_jax.data import pipeline, sources
+from dft_jax.data import sources
+from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.data.tokenizer import Tokenizer
-
-
-def eos_id(tokenizer: Tokenizer) -> int:
-  return pipeline.special_ids(tokenizer, pipeline.PipelineConfig(2, 1))[1]
+from dft_jax.train import checkpoint
 
 
 def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len: int,
@@ -65,7 +63,7 @@ def continue_prompts(model, prompts_NxP: np.ndarray, *, max_new_tokens: int, see
     s = sampling.generate(model, padded, max_new_tokens=max_new_tokens,
                           rng=jax.random.fold_in(key, b), temperature=temperature,
                           top_k=top_k, top_p=top_p, eos_id=eos, pad_id=eos)
-    tokens, valid = np.asarray(s.tokens_BxG), np.asarray(s.valid_BxG)
+    tokens, valid = np.asarray(s.tokens_BxC), np.asarray(s.valid_BxC)
     for row, ok in zip(tokens[:len(chunk)], valid[:len(chunk)]):
       out.append(row[ok & (row != eos)])
   return out
@@ -122,8 +120,6 @@ def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64
                **decoding) -> tuple[list[dict], list[dict]]:
   """A run's continuations of held-out prompts, and the human continuations of the same
   prompts: two lists of {"prompt", "text"} in prompt order."""
-  from dft_jax.data import tokenizer as tokenizer_lib
-  from dft_jax.train import checkpoint
   data = run_config(workdir)["data"]
   corpus, data_dir = corpus or data["corpus"], data_dir or data["data_dir"] or None
   tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer.json"))
@@ -131,5 +127,5 @@ def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64
   prompts, human = held_out(corpus, tok, num_prompts=num_prompts, prompt_len=prompt_len,
                             continuation_len=max_new_tokens, split=split, data_dir=data_dir)
   texts = continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
-                           eos=eos_id(tok), **decoding)
+                           eos=tok.eos_id, **decoding)
   return records(tok, prompts, texts), records(tok, prompts, human)

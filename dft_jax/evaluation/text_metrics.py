@@ -22,21 +22,22 @@ from __future__ import annotations
 
 import collections
 import gzip
-import math
 import re
 from typing import Sequence
 
 import numpy as np
 import scipy.stats
 
-Ngram = tuple[str, ...]
+from dft_jax.evaluation.ngrams import Ngram
+from dft_jax.evaluation.ngrams import check_texts as _check_texts
+from dft_jax.evaluation.ngrams import ngrams as _ngrams
+from dft_jax.evaluation.self_bleu import SELF_BLEU_MAX_TEXTS, self_bleu
+
 
 COMPUTE_KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
                 "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
                 "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio")
 ZIPF_MAX_RANK = 5000
-SELF_BLEU_MAX_TEXTS = 500
-BLEU_EPSILON = 0.1  # NLTK SmoothingFunction().method1 default
 SLOP_TOP = 20        # over-represented n-grams averaged by slop_ratio
 SLOP_MIN_COUNT = 3   # an n-gram must occur this often in the model's text to be a candidate
 _SLOP_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -45,19 +46,6 @@ _SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
 
 # ---------------------------------------------------------------------------------------------
 # Words and n-grams.
-
-
-def _check_texts(texts: Sequence[str]) -> None:
-  """Raise on an empty set of texts."""
-  if len(texts) == 0:
-    raise ValueError("no texts")
-
-
-def _ngrams(words: Sequence[str], n: int) -> list[Ngram]:
-  """The len(words) - n + 1 n-grams of one text; none when it has fewer than n words."""
-  if n < 1:
-    raise ValueError(f"n-gram order must be >= 1, got {n}")
-  return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
 def _word_counts(texts: Sequence[str], name: str = "samples") -> collections.Counter[str]:
@@ -111,111 +99,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Self-BLEU.
-
-
-def _top_two_counts(counts_per_text: Sequence[collections.Counter[Ngram]]
-                    ) -> dict[Ngram, tuple[int, int, int]]:
-  """n-gram -> (largest count in any text, index of that text, second largest count).
-
-  The largest count among all texts but i is then the second largest when text i holds the
-  largest, else the largest: the reference max-counts of BLEU in one pass over the set.
-  """
-  top: dict[Ngram, tuple[int, int, int]] = {}
-  for index, counts in enumerate(counts_per_text):
-    for gram, count in counts.items():
-      best, best_index, second = top.get(gram, (0, -1, 0))
-      if count > best:
-        top[gram] = (count, index, best)
-      else:
-        top[gram] = (best, best_index, max(second, count))
-  return top
-
-
-def _max_count_in_others(top: dict[Ngram, tuple[int, int, int]], gram: Ngram,
-                         index: int) -> int:
-  """max over texts j != index of count_j(gram), from `_top_two_counts`."""
-  best, best_index, second = top[gram]
-  return second if best_index == index else best
-
-
-def _closest_other_length(lengths: np.ndarray, index: int) -> int:
-  """BLEU's effective reference length: the other text's length closest to the hypothesis
-  length, ties to the shorter (Papineni et al. 2002; NLTK `closest_ref_length`)."""
-  others = np.delete(lengths, index)
-  distance = np.abs(others - lengths[index])
-  return int(others[distance == distance.min()].min())
-
-
-def _brevity_penalty(hyp_len: int, ref_len: int) -> float:
-  """BP = 1 if c > r, else exp(1 - r / c); 0 for an empty hypothesis (Papineni et al. 2002)."""
-  if hyp_len > ref_len:
-    return 1.0
-  if hyp_len == 0:
-    return 0.0
-  return math.exp(1.0 - ref_len / hyp_len)
-
-
-def _smoothed_bleu(matches: Sequence[int], totals: Sequence[int], hyp_len: int,
-                   ref_len: int, epsilon: float = BLEU_EPSILON) -> float:
-  """BLEU = BP * exp(sum_n (1/N) log p_n), p_n = clipped matches / max(1, hypothesis n-grams).
-
-  Papineni et al. 2002, smoothed by Chen & Cherry 2014 method 1: a zero numerator becomes
-  epsilon. As NLTK `sentence_bleu`, the score is 0 when no unigram matches at all.
-  """
-  if matches[0] == 0:
-    return 0.0
-  log_precisions = []
-  for match, total in zip(matches, totals):
-    denominator = max(1, total)
-    log_precisions.append(math.log((match if match > 0 else epsilon) / denominator))
-  weight = 1.0 / len(matches)
-  return _brevity_penalty(hyp_len, ref_len) * math.exp(
-      math.fsum(weight * lp for lp in log_precisions))
-
-
-def _subsample(texts: Sequence[str], max_texts: int | None, seed: int) -> list[str]:
-  """All texts, or `max_texts` of them drawn without replacement (seeded, order kept)."""
-  if max_texts is None or len(texts) <= max_texts:
-    return list(texts)
-  chosen = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
-  return [texts[i] for i in chosen]
-
-
-def self_bleu(texts: Sequence[str], n: int = 4, *, max_texts: int | None = SELF_BLEU_MAX_TEXTS,
-              seed: int = 0) -> float:
-  """Self-BLEU-n = mean over texts i of BLEU(hypothesis = text i, references = all others).
-
-  Zhu et al. 2018, "Texygen: A Benchmarking Platform for Text Generation Models": uniform
-  weights 1/n, smoothing method 1 (Chen & Cherry 2014, epsilon 0.1). Equal to NLTK's
-  `sentence_bleu(others, text, weights=(1/n,)*n, smoothing_function=method1)` averaged, but
-  without NLTK and linear in the total number of n-grams. Sets larger than `max_texts` are
-  first subsampled to `max_texts` texts (seeded by `seed`; None keeps all), each then scored
-  against the other subsampled texts. Lower is more diverse.
-  """
-  _check_texts(texts)
-  texts = _subsample(texts, max_texts, seed)
-  if len(texts) < 2:
-    raise ValueError("self-BLEU needs at least 2 texts")
-  words_per_text = [text.split() for text in texts]
-  lengths = np.array([len(words) for words in words_per_text], np.int64)
-  counts_per_order = [[collections.Counter(_ngrams(words, k)) for words in words_per_text]
-                      for k in range(1, n + 1)]
-  tops = [_top_two_counts(counts) for counts in counts_per_order]
-  scores = []
-  for index in range(len(texts)):
-    matches, totals = [], []
-    for counts, top in zip(counts_per_order, tops):
-      hyp_counts = counts[index]
-      matches.append(sum(min(count, _max_count_in_others(top, gram, index))
-                         for gram, count in hyp_counts.items()))
-      totals.append(sum(hyp_counts.values()))
-    scores.append(_smoothed_bleu(matches, totals, int(lengths[index]),
-                                 _closest_other_length(lengths, index)))
-  return float(np.mean(scores))
-
-
-# ---------------------------------------------------------------------------------------------
-# Word frequencies.
 
 
 def zipf_fit(frequencies: np.ndarray, max_rank: int = ZIPF_MAX_RANK) -> float:
@@ -366,7 +249,7 @@ def mauve(sample_features: np.ndarray, human_features: np.ndarray, *, seed: int 
   featurizer's standardized features. Returns None when `mauve-text` is not installed.
   """
   try:
-    import mauve as mauve_lib  # pylint: disable=g-import-not-at-top
+    import mauve as mauve_lib  # optional: the `eval` extra (mauve-text)
   except ImportError:
     return None
   result = mauve_lib.compute_mauve(p_features=np.asarray(human_features),

@@ -1,13 +1,20 @@
-"""The DFT objective: CE on the human batch + lambda_t * D(law of phi(samples),
-law of phi(human windows)).
+"""The DFT objective: CE on the human batch + lambda_t * D(law of phi(samples), law of
+phi(human windows)), D a divergence between point clouds (divergences.py), phi a feature map
+(reference.Reference: the 28 statistics of features.py, the frozen starting model's whitened
+embeddings, or both).
 
-Estimators of how D reaches the parameters:
-  score_function  (default) prompts cut from the human batch, G-token continuations sampled
-                  with the KV-cache decoder (no gradient), featurized; surrogate
-                  lambda * mean_i sg(c_i - b_i) * log p(x_i | prompt_i), c_i the first variation
-                  of D at sample i, b_i a leave-one-out baseline (for MMD / energy computed
-                  without sample i, so the estimate is unbiased; for Sinkhorn the mean of the
-                  other c_j: consistent, bias shrinking with the number of samples).
+Read top-down: the config (`config`, `validate`), then one function per estimator of how D
+reaches the parameters, then `loss`, the value the train step differentiates, and `make`,
+which only wires a config to them.
+
+  score_function  (default) prompts cut from the human batch (each inside its last document),
+                  C-token continuations sampled with the KV-cache decoder at the deployed
+                  temperature / top-p (no gradient), featurized; surrogate
+                  mean_i sg(c_i - b_i) * log p(x_i | prompt_i), c_i the first variation of D at
+                  sample i, b_i a leave-one-out baseline (for MMD / energy computed without
+                  sample i, so the estimate is unbiased; for Sinkhorn the mean of the other c_j:
+                  consistent, bias shrinking with the number of samples). log p is under the
+                  tempered, truncated distribution the samples were drawn from.
   straight_through Gumbel-softmax straight-through rollouts (hard tokens forward, soft
                   gradients back through the KV-cache decode), the differentiable statistics
                   features.SOFT_FEATURES of them, D differentiated with respect to the feature
@@ -15,253 +22,256 @@ Estimators of how D reaches the parameters:
                   ablation.
   expected        no sampling: the expected Zipf-bin mass of each human row under the model's
                   teacher-forced predictive distributions, compared with the bank's bin-mass
-                  columns; D differentiated through the features (ott's implicit gradients).
-                  Cheapest; sees no free-running behaviour; only the word_frequency bins.
-Feature space (loss.features, embedding.py): 'stats' (the 28 statistics), 'embedding' (the
-frozen starting model's pooled hidden states of each window, whitened by the reference bank),
-or 'both' (concatenated); every space scaled to the statistics' expected squared norm on the
-bank, so lambda means the same in each (embedding.space_scales); the last two with the
-score-function estimator, whose samples need no gradient through the embedder.
+                  columns; D differentiated through the features. Cheapest; sees no
+                  free-running behaviour; only the word_frequency bins.
+
 Optional GDC-style anchor: kl_beta * KL(p_theta || p_theta0) on the samples, p_theta0 the
 starting model kept in the train state, estimated with the same score-function surrogate.
 Schedule: joint (every step) or alternate (the distribution term every `every` steps), with a
 linear lambda warm-up.
+
+Logged: `loss` (what is differentiated: CE + lambda * surrogate), `objective` (CE + lambda * D
++ kl_beta * KL, the value being optimized; equal to `loss` for the pathwise estimators),
+`dist` (D), `gap_<group>` (mean |standardized gap| of the samples per feature group, before
+the group mask, so a left-out group shows its real gap).
+
+Shapes: B rows of the batch, P prompt length, C continuation length, T sequence length,
+V vocabulary, F statistics, E embedding width, X points' width, N bank rows, R Zipf rank bins.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
 from dft_jax import sampling
-from dft_jax import stats as stats_lib
 from dft_jax.losses import cross_entropy, divergences, embedding, features
-from dft_jax.data import corpora, pipeline, sources
+from dft_jax.losses import reference as reference_lib
 from dft_jax.models.decoder import KVCache
 
 ESTIMATORS = ("score_function", "straight_through", "expected")
 
 
-def _lambda(cfg, step):
+def config(**overrides) -> ml_collections.ConfigDict:
+  """Every field of `config.loss` for name='dft', with its default (the one definition)."""
+  cfg = ml_collections.ConfigDict(dict(
+      name="dft",
+      estimator="score_function",    # score_function | straight_through | expected
+      divergence="sinkhorn",         # sinkhorn | mmd | energy
+      lam=0.002,                     # weight of the distribution term
+      lam_warmup_steps=10,
+      mode="joint",                  # joint | alternate (distribution term every `every` steps)
+      every=4,
+      ce_weight=1.0,
+      kl_beta=0.0,                   # > 0: KL anchor to the starting model (score_function)
+      dist_batch=16,                 # prompts per step (rows of the human batch)
+      prompt_len=16,
+      gen_len=64,                    # continuation length = the reference window length
+      temperature=1.0,               # the decoding DFT samples with (and is evaluated at)
+      top_p=1.0,
+      epsilon=0.05,                  # Sinkhorn epsilon, relative to the mean cost
+      sinkhorn_threshold=1e-3,
+      sinkhorn_iterations=200,
+      sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
+      groups=tuple(features.GROUPS),
+      features="stats",              # stats | embedding | both (losses/embedding.py)
+      embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
+      embedding_pooling="mean",      # mean | last (token of the window)
+      stats_file="",                 # "" = computed for stats_corpus (default: data.corpus)
+      stats_corpus="",
+  ))
+  cfg.update(overrides)
+  return cfg
+
+
+def validate(cfg) -> None:
+  """One clear error for a loss config the estimators cannot run."""
+  checks = [
+      (cfg.estimator in ESTIMATORS,
+       f"unknown loss.estimator {cfg.estimator!r}; available: {', '.join(ESTIMATORS)}"),
+      (cfg.estimator != "expected" or "word_frequency" in cfg.groups,
+       "estimator 'expected' compares Zipf-bin mass only; keep 'word_frequency' in loss.groups"),
+      (cfg.temperature > 0,
+       f"loss.temperature must be > 0 (samples need a density), got {cfg.temperature}"),
+      (0 < cfg.top_p <= 1, f"loss.top_p must be in (0, 1], got {cfg.top_p}"),
+      (cfg.kl_beta <= 0 or cfg.estimator == "score_function",
+       "loss.kl_beta needs estimator='score_function' (the KL is estimated on its samples)"),
+      (cfg.mode in ("joint", "alternate"),
+       f"loss.mode must be 'joint' or 'alternate', got {cfg.mode!r}"),
+      (cfg.features in embedding.FEATURE_SPACES,
+       f"unknown loss.features {cfg.features!r}; available: "
+       f"{', '.join(embedding.FEATURE_SPACES)}"),
+      (cfg.features == "stats" or cfg.estimator == "score_function",
+       f"loss.features={cfg.features!r} needs estimator='score_function' (the embedder is a "
+       "frozen model; the other estimators differentiate features)"),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)
+
+
+def make_divergence(cfg):
+  """fn(x, y) -> (D, advantage per sample) for loss.divergence."""
+  if cfg.divergence == "sinkhorn":
+    return divergences.make("sinkhorn", epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
+                            max_iterations=cfg.sinkhorn_iterations,
+                            implicit_diff=cfg.sinkhorn_implicit_diff)
+  return divergences.make(cfg.divergence)
+
+
+def group_gaps(std_BxF) -> dict:
+  """Mean |standardized gap| of the samples from the reference mean, per feature group."""
+  gap_F = jnp.abs(std_BxF.mean(0))
+  return {f"gap_{group}": gap_F[np.asarray([features.FEATURE_NAMES.index(n) for n in names])]
+          .mean() for group, names in features.GROUPS.items()}
+
+
+# --- estimators: each returns (term to add times lambda, KL surrogate, metrics) ----------------
+
+
+def deployed_logp(model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, valid_BxC, *,
+                  prompt_len, temperature, top_p):
+  """Sum of log p of each continuation (the last C tokens of the rows) under the distribution
+  it was drawn from: tempered and truncated to the top-p nucleus (the deployed decoding)."""
+  logits_BxCxV = model(tokens_BxT, positions_BxT, segments_BxT)[:, prompt_len - 1:-1]
+  b, c, v = logits_BxCxV.shape
+  filtered = sampling.filter_logits(logits_BxCxV.reshape(b * c, v), temperature, 0,
+                                    top_p).reshape(b, c, v)
+  logp_BxC = jnp.take_along_axis(jax.nn.log_softmax(filtered), sample_BxC[..., None],
+                                 axis=-1)[..., 0]
+  logp_BxC = jnp.where(valid_BxC, logp_BxC, 0.0)  # -inf outside the nucleus past EOS
+  return jnp.sum(logp_BxC * valid_BxC, axis=1)
+
+
+def last_document_prompts(batch, rows: int, prompt_len: int):
+  """(prompts [B, P], mask [B, P]): the first tokens of `rows` rows, only the prompt's last
+  document kept (earlier tokens become left padding)."""
+  seg_BxP = batch["segment_ids"][:rows, :prompt_len]
+  mask_BxP = (seg_BxP == seg_BxP[:, -1:]) & (seg_BxP != 0)
+  return batch["tokens"][:rows, :prompt_len], mask_BxP
+
+
+def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
+  """The score-function (REINFORCE) surrogate of D, with its leave-one-out baseline."""
+  n_p, n_c = cfg.prompt_len, cfg.gen_len
+  graph, state = nnx.split(model)
+  frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
+  prompts_BxP, prompt_mask_BxP = last_document_prompts(batch, cfg.dist_batch, n_p)
+  samples = sampling.decode(frozen, prompts_BxP, prompt_mask_BxP, rng, max_new_tokens=n_c,
+                            temperature=cfg.temperature, top_p=cfg.top_p, eos_ids=(eos,),
+                            pad_id=eos)
+  sample_BxC, valid_BxC = jax.lax.stop_gradient(samples.tokens_BxC), samples.valid_BxC
+  text_BxC = valid_BxC & (sample_BxC != eos)  # reference windows hold no EOS
+  std_BxF = ref.standardize(features.featurize_batch(sample_BxC, text_BxC, ref.tables))
+  z_BxE = None
+  if ref.embedder is not None:
+    z_BxE = jax.lax.stop_gradient(ref.embedder(anchor, sample_BxC, text_BxC))
+  value, advantage_B = divergence(ref.points(std_BxF, z_BxE), ref.bank_NxX)
+  advantage_B = jax.lax.stop_gradient(advantage_B)
+
+  seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
+  logp = functools.partial(
+      deployed_logp, tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
+      positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]], 1),
+      segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
+      sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
+      temperature=cfg.temperature, top_p=cfg.top_p)
+  logp_B = logp(model)
+  metrics = {"dist": value, "sample_len": valid_BxC.sum(1).mean(), **group_gaps(std_BxF)}
+  kl_term = jnp.zeros(())
+  if cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
+    kl_B = jax.lax.stop_gradient(logp_B - logp(anchor))
+    kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
+    metrics["kl"] = kl_B.mean()
+  return jnp.mean(advantage_B * logp_B), kl_term, metrics
+
+
+def straight_through(model, batch, rng, *, ref, cfg, divergence):
+  """D of Gumbel-softmax straight-through rollouts' differentiable statistics."""
+  n_p, n_c, n_d = cfg.prompt_len, cfg.gen_len, cfg.dist_batch
+  prompts_BxP, prompt_mask_BxP = last_document_prompts(batch, n_d, n_p)
+  seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
+  cache = KVCache.zeros(model.cfg, n_d, n_p + n_c)
+  logits_BxPxV, cache = model(prompts_BxP, pos_BxP, seg_BxP, cache=cache)
+
+  def step(carry, i):
+    last_BxV, cache = carry
+    gumbel = jax.random.gumbel(jax.random.fold_in(rng, i), last_BxV.shape)
+    soft_BxV = jax.nn.softmax((last_BxV + gumbel) / cfg.temperature, axis=-1)
+    hard_BxV = jax.nn.one_hot(jnp.argmax(soft_BxV, axis=-1), soft_BxV.shape[-1])
+    y_BxV = hard_BxV + soft_BxV - jax.lax.stop_gradient(soft_BxV)
+    pos_Bx1 = (next_B + i)[:, None]
+    out, cache = model(jnp.zeros((n_d, 1), jnp.int32), pos_Bx1, jnp.ones_like(pos_Bx1),
+                       cache=cache, soft_tokens_BxTxV=y_BxV[:, None])
+    return (out[:, -1], cache), y_BxV
+
+  _, y_CxBxV = jax.lax.scan(step, (logits_BxPxV[:, -1], cache), jnp.arange(n_c))
+  soft_BxF = jax.vmap(lambda y: features.soft_featurize(y, ref.tables))(y_CxBxV.swapaxes(0, 1))
+  cols = features.SOFT_COLUMNS
+  mask = ref.mask_F[None, cols]
+  x_BxF = (soft_BxF - ref.mean_F[None, cols]) / ref.sd_F[None, cols] * mask
+  value, _ = divergence(x_BxF, ref.std_bank_NxF[:, cols] * mask)
+  return value, jnp.zeros(()), {"dist": value}
+
+
+def expected(logits_BxTxV, batch, *, ref, divergence):
+  """D of the expected Zipf-bin mass of the human rows under the teacher-forced model."""
+  probs_BxTxV = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
+  rank_onehot_VxR = jnp.asarray(
+      np.eye(features.NUM_RANK_BINS, dtype=np.float32)[ref.tables.rank_bin])
+  w_BxT = batch["loss_mask"][:, 1:].astype(jnp.float32)
+  mass_BxR = jnp.einsum("btv,vr,bt->br", probs_BxTxV, rank_onehot_VxR, w_BxT)
+  mass_BxR = mass_BxR / jnp.maximum(w_BxT.sum(1, keepdims=True), 1.0)
+  cols = features.RANK_BIN_COLUMNS
+  x_BxR = (mass_BxR - ref.mean_F[None, cols]) / ref.sd_F[None, cols]
+  value, _ = divergence(x_BxR, ref.std_bank_NxF[:, cols])
+  return value, jnp.zeros(()), {"dist": value}
+
+
+# --- the loss ----------------------------------------------------------------------------------
+
+
+def lambda_at(cfg, step):
+  """lambda after a linear warm-up over lam_warmup_steps."""
   warm = jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / max(cfg.lam_warmup_steps, 1))
   return cfg.lam * warm
 
 
-def _group_gaps(feats_NxF):
-  """Mean |standardized gap| of the samples from the reference, per feature group."""
-  gap_F = jnp.abs(feats_NxF.mean(0))
-  out = {}
-  for group in features.GROUPS:
-    idx = np.asarray([features.FEATURE_NAMES.index(n) for n in features.GROUPS[group]])
-    out[f"gap_{group}"] = gap_F[idx].mean()
-  return out
-
-
-def _combine(space, stats_NxF, z_NxE, stats_width):
-  """The points compared in feature space `space`, scaled by embedding.space_scales."""
-  s_stats, s_emb = embedding.space_scales(space, stats_width, z_NxE.shape[1])
-  if space == "embedding":
-    return z_NxE * s_emb
-  return jnp.concatenate([stats_NxF * s_stats, z_NxE * s_emb], axis=1)
-
-
-def _embedding_reference(loss_cfg, model_cfg, context, tok) -> dict:
-  """The whitened embedding bank of the reference windows, embedded by the starting model
-  (cached under $DFT_JAX_DATA/embeddings by corpus, tokenizer, window and model fingerprint)."""
-  if context.starting_model is None:
-    raise ValueError("loss.features with embeddings needs the starting model (losses.Context"
-                     ".starting_model)")
-  layer = loss_cfg.get("embedding_layer", -1)
-  layer = model_cfg.num_layers if layer < 0 else layer
-  pooling = loss_cfg.get("embedding_pooling", "mean")
-  corpus = loss_cfg.stats_corpus or context.corpus
-  docs = context.reference_documents
-  if docs is None:
-    docs = sources.documents(corpus, "train", context.data_dir)
-  tokens, valid, _ = stats_lib.reference_tokens(docs, tok, window=loss_cfg.gen_len,
-                                                corpus=corpus)
-  model = context.starting_model()
-  key = embedding.fingerprint(model, layer, pooling)
-  name = (corpus or "documents").replace("/", "_").replace(",", "+").strip("_")
-  path = os.path.join(corpora.data_root(context.data_dir), "embeddings",
-                      f"{name}-{tok.fingerprint}-w{loss_cfg.gen_len}-{key}.npz")
-  bank_NxE = embedding.cached_bank(path if jax.process_index() == 0 else None, model, tokens,
-                                   valid, layer, pooling, key=key)
-  mu_E, w_ExE = embedding.whitening(bank_NxE)
-  return {"layer": layer, "pooling": pooling, "tokens_NxT": tokens, "valid_NxT": valid,
-          "mu_E": jnp.asarray(mu_E, jnp.float32), "w_ExE": jnp.asarray(w_ExE, jnp.float32),
-          "bank_NxE": jnp.asarray((bank_NxE - mu_E) @ w_ExE, jnp.float32)}
+def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
+  """(CE + lambda * estimator term + kl_beta * KL surrogate, metrics): the value the train
+  step differentiates, with `objective` (the value being optimized) among the metrics."""
+  logits_BxTxV = cross_entropy.forward(model, batch)
+  ce, metrics = cross_entropy.mean_nll(logits_BxTxV, batch)
+  kwargs = dict(ref=ref, divergence=divergence)
+  if cfg.estimator == "score_function":
+    term_fn = lambda: score_function(model, anchor, batch, rng, cfg=cfg, eos=eos, **kwargs)
+  elif cfg.estimator == "straight_through":
+    term_fn = lambda: straight_through(model, batch, rng, cfg=cfg, **kwargs)
+  else:
+    term_fn = lambda: expected(logits_BxTxV, batch, **kwargs)
+  if cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
+    shapes = jax.eval_shape(term_fn)
+    zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    term, kl_term, dist_metrics = jax.lax.cond(step % cfg.every == 0, term_fn, zeros)
+  else:
+    term, kl_term, dist_metrics = term_fn()
+  lam = lambda_at(cfg, step)
+  objective = cfg.ce_weight * ce + lam * dist_metrics["dist"] + \
+      cfg.kl_beta * dist_metrics.get("kl", 0.0)
+  total = cfg.ce_weight * ce + lam * term + cfg.kl_beta * kl_term
+  return total, {**metrics, **dist_metrics, "lambda": lam, "objective": objective}
 
 
 def make(loss_cfg, model_cfg, context):
-  if loss_cfg.estimator == "expected" and \
-      "word_frequency" not in loss_cfg.groups:
-    raise ValueError("estimator 'expected' compares Zipf-bin mass only; keep 'word_frequency' "
-                     "in loss.groups")
-  if loss_cfg.estimator not in ESTIMATORS:
-    raise ValueError(f"unknown loss.estimator {loss_cfg.estimator!r}; available: "
-                     f"{', '.join(ESTIMATORS)}")
-  if loss_cfg.temperature <= 0:
-    raise ValueError(f"loss.temperature must be > 0 (samples need a density), got "
-                     f"{loss_cfg.temperature}")
-  if not 0 < loss_cfg.top_p <= 1:
-    raise ValueError(f"loss.top_p must be in (0, 1], got {loss_cfg.top_p}")
-  if loss_cfg.kl_beta > 0 and loss_cfg.estimator != "score_function":
-    raise ValueError("loss.kl_beta needs estimator='score_function' (the KL is estimated on "
-                     "its samples)")
-  if loss_cfg.mode not in ("joint", "alternate"):
-    raise ValueError(f"loss.mode must be 'joint' or 'alternate', got {loss_cfg.mode!r}")
-  space = loss_cfg.get("features", "stats")
-  if space not in embedding.FEATURE_SPACES:
-    raise ValueError(f"unknown loss.features {space!r}; available: "
-                     f"{', '.join(embedding.FEATURE_SPACES)}")
-  if space != "stats" and loss_cfg.estimator != "score_function":
-    raise ValueError(f"loss.features={space!r} needs estimator='score_function' (the "
-                     "embedder is a frozen model; the other estimators differentiate features)")
-  tok = context.tokenizer
-  if tok is None:
+  """`loss` bound to this run's reference (loaded once), divergence and EOS id."""
+  validate(loss_cfg)
+  if context.tokenizer is None:
     raise ValueError("loss.name='dft' needs the run's tokenizer")
-  if loss_cfg.stats_file:
-    ref = stats_lib.load(loss_cfg.stats_file, tok)
-  else:
-    ref = stats_lib.for_corpus(loss_cfg.stats_corpus or context.corpus, tok,
-                               window=loss_cfg.gen_len, data_dir=context.data_dir)
-  if ref.window != loss_cfg.gen_len:
-    raise ValueError(f"stats window {ref.window} != loss.gen_len {loss_cfg.gen_len}; the "
-                     "featurized continuations must be as long as the reference windows")
-  tables = ref.tables(tok, model_cfg.vocab_size)
-  emb = None
-  if space != "stats":
-    emb = _embedding_reference(loss_cfg, model_cfg, context, tok)
-  mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
-  mean_F, sd_F = jnp.asarray(ref.mean_F), jnp.asarray(ref.sd_F)
-  std_bank_NxF = jnp.asarray(ref.standardize(ref.bank_NxF))
-  bank_NxF = std_bank_NxF * mask_F[None]
-  stats_width = int(mask_F.sum())
-  if space == "embedding":
-    bank_NxF = _combine(space, None, emb["bank_NxE"], stats_width)
-  elif space == "both":  # the statistics of the embedded windows themselves, row for row
-    raw_NxF = features.featurize_batch(jnp.asarray(emb["tokens_NxT"]),
-                                       jnp.asarray(emb["valid_NxT"]), tables)
-    bank_NxF = _combine(space, (raw_NxF - mean_F[None]) / sd_F[None] * mask_F[None],
-                        emb["bank_NxE"], stats_width)
-  divergence = divergences.make(loss_cfg.divergence, epsilon=loss_cfg.epsilon,
-                                threshold=loss_cfg.sinkhorn_threshold,
-                                max_iterations=loss_cfg.sinkhorn_iterations,
-                                implicit_diff=loss_cfg.get("sinkhorn_implicit_diff", True)) \
-      if loss_cfg.divergence == "sinkhorn" else divergences.make(loss_cfg.divergence)
-  eos = pipeline.special_ids(tok, pipeline.PipelineConfig(2, 1))[1]
-  rank_onehot_VxK = jnp.asarray(
-      np.eye(features.NUM_RANK_BINS, dtype=np.float32)[tables.rank_bin])
-  n_p, n_g, n_d = loss_cfg.prompt_len, loss_cfg.gen_len, loss_cfg.dist_batch
-  top_p = loss_cfg.top_p
-
-  def sample_logp(model, full, segments, positions, tokens_BxG, valid_BxG):
-    """log p of each continuation under the distribution it was drawn from: tempered and
-    truncated to the top-p nucleus (the deployed decoding)."""
-    logits_BxGxV = model(full, positions, segments)[:, n_p - 1:-1]
-    b, g, v = logits_BxGxV.shape
-    filtered = sampling.filter_logits(logits_BxGxV.reshape(b * g, v), loss_cfg.temperature, 0,
-                                      top_p).reshape(b, g, v)
-    logp_BxG = jnp.take_along_axis(jax.nn.log_softmax(filtered), tokens_BxG[..., None],
-                                   axis=-1)[..., 0]
-    logp_BxG = jnp.where(valid_BxG, logp_BxG, 0.0)  # -inf outside the nucleus past EOS
-    return jnp.sum(logp_BxG * valid_BxG, axis=1)
-
-  def score_function(model, batch, rng, anchor):
-    """(surrogate for D, surrogate for the KL anchor or 0, metrics)."""
-    graph, state = nnx.split(model)
-    frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
-    prompts_BxP = batch["tokens"][:n_d, :n_p]
-    # only the prompt's last document: earlier tokens become left padding
-    seg_BxP = batch["segment_ids"][:n_d, :n_p]
-    prompt_mask_BxP = (seg_BxP == seg_BxP[:, -1:]) & (seg_BxP != 0)
-    samples = sampling.decode(frozen, prompts_BxP, prompt_mask_BxP, rng,
-                              max_new_tokens=n_g, temperature=loss_cfg.temperature,
-                              top_p=top_p, eos_ids=(eos,), pad_id=eos)
-    tokens_BxG = jax.lax.stop_gradient(samples.tokens_BxG)
-    valid_BxG = samples.valid_BxG
-    text_BxG = valid_BxG & (tokens_BxG != eos)  # reference windows hold no EOS
-    feats = ((features.featurize_batch(tokens_BxG, text_BxG, tables) - mean_F[None])
-             / sd_F[None] * mask_F[None])
-    points = feats
-    if emb is not None:
-      z_BxE = embedding.embed(anchor, tokens_BxG, text_BxG, emb["layer"], emb["pooling"])
-      z_BxE = jax.lax.stop_gradient((z_BxE - emb["mu_E"][None]) @ emb["w_ExE"])
-      points = _combine(space, feats, z_BxE, stats_width)
-    value, _, advantage_B = divergence(points, bank_NxF)
-    advantage_B = jax.lax.stop_gradient(advantage_B)
-    seg_P, pos_P, next_B = sampling.prompt_layout(prompt_mask_BxP)
-    full = jnp.concatenate([prompts_BxP, tokens_BxG], axis=1)
-    segments = jnp.concatenate([seg_P, jnp.ones_like(tokens_BxG)], axis=1)
-    positions = jnp.concatenate([pos_P, next_B[:, None] + jnp.arange(n_g)[None]], axis=1)
-    logp_B = sample_logp(model, full, segments, positions, tokens_BxG, valid_BxG)
-    metrics = {"dist": value, "sample_len": valid_BxG.sum(1).mean(), **_group_gaps(feats)}
-    kl_term = jnp.zeros(())
-    if loss_cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
-      logp0_B = sample_logp(anchor, full, segments, positions, tokens_BxG, valid_BxG)
-      kl_B = jax.lax.stop_gradient(logp_B - logp0_B)
-      kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
-      metrics["kl"] = kl_B.mean()
-    return jnp.mean(advantage_B * logp_B), kl_term, metrics
-
-  soft_cols = features.SOFT_COLUMNS
-  soft_bank = std_bank_NxF[:, soft_cols]
-
-  def straight_through(model, batch, rng):
-    prompts_BxP = batch["tokens"][:n_d, :n_p]
-    cache = KVCache.zeros(model.cfg, n_d, n_p + n_g)
-    logits, cache = model(prompts_BxP, cache=cache)
-
-    def step(carry, i):
-      last_BxV, cache = carry
-      gumbel = jax.random.gumbel(jax.random.fold_in(rng, i), last_BxV.shape)
-      soft = jax.nn.softmax((last_BxV + gumbel) / loss_cfg.temperature, axis=-1)
-      hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), soft.shape[-1])
-      y_BxV = hard + soft - jax.lax.stop_gradient(soft)
-      pos = jnp.full((n_d, 1), n_p, jnp.int32) + i
-      out, cache = model(jnp.zeros((n_d, 1), jnp.int32), pos, jnp.ones((n_d, 1), jnp.int32),
-                         cache=cache, soft_tokens_BxTxV=y_BxV[:, None])
-      return (out[:, -1], cache), y_BxV
-
-    _, y_GxBxV = jax.lax.scan(step, (logits[:, -1], cache), jnp.arange(n_g))
-    feats = jax.vmap(lambda y: features.soft_featurize(y, tables))(y_GxBxV.swapaxes(0, 1))
-    mask = mask_F[None, soft_cols]
-    feats = (feats - mean_F[None, soft_cols]) / sd_F[None, soft_cols] * mask
-    value, _, _ = divergence(feats, soft_bank * mask)
-    return value, jnp.zeros(()), {"dist": value}
-
-  def expected(logits_BxTxV, batch):
-    probs = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
-    w_BxT = batch["loss_mask"][:, 1:].astype(jnp.float32)
-    mass_BxK = jnp.einsum("btv,vk,bt->bk", probs, rank_onehot_VxK, w_BxT)
-    mass_BxK = mass_BxK / jnp.maximum(w_BxT.sum(1, keepdims=True), 1.0)
-    k = features.NUM_RANK_BINS
-    x = (mass_BxK - mean_F[None, :k]) / sd_F[None, :k]
-    value, _, _ = divergence(x, std_bank_NxF[:, :k])
-    return value, jnp.zeros(()), {"dist": value}
-
-  def loss_fn(model, batch, rng, step, anchor=None):
-    logits = cross_entropy.forward(model, batch)
-    ce, metrics = cross_entropy.mean_nll(logits, batch)
-    lam = _lambda(loss_cfg, step)
-    if loss_cfg.estimator == "score_function":
-      term_fn = lambda: score_function(model, batch, rng, anchor)
-    elif loss_cfg.estimator == "straight_through":
-      term_fn = lambda: straight_through(model, batch, rng)
-    else:
-      term_fn = lambda: expected(logits, batch)
-    if loss_cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
-      shapes = jax.eval_shape(term_fn)
-      zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-      term, kl_term, dist_metrics = jax.lax.cond(step % loss_cfg.every == 0, term_fn, zeros)
-    else:
-      term, kl_term, dist_metrics = term_fn()
-    loss = loss_cfg.ce_weight * ce + lam * term + loss_cfg.kl_beta * kl_term
-    return loss, {**metrics, **dist_metrics, "lambda": lam}
-
-  return loss_fn
+  ref = reference_lib.build(loss_cfg, model_cfg, context)
+  return functools.partial(loss, ref=ref, cfg=loss_cfg, divergence=make_divergence(loss_cfg),
+                           eos=context.tokenizer.eos_id)

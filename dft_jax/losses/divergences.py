@@ -112,12 +112,12 @@ def energy(x_NxF, y_MxF, *, a_N=None):
 
 
 def make(name: str, **kwargs):
-  """name -> fn(x, y) -> (value, c, advantage): the advantage is what the score-function
-  estimator weights log p(x_i) with (c_i minus a baseline)."""
+  """name -> fn(x, y) -> (value, advantage): the advantage is what the score-function
+  estimator weights log p(x_i) with (the first variation c_i minus a baseline)."""
   if name == "sinkhorn":
     def fn(x, y):
       value, c = sinkhorn(x, y, **kwargs)
-      return value, c, loo_advantage(c)
+      return value, loo_advantage(c)
     return fn
   kernels = {"mmd": lambda x, y: _rbf_kernel(_bandwidth2(x, y)),
              "energy": lambda x, y: _energy_kernel}
@@ -126,7 +126,7 @@ def make(name: str, **kwargs):
       x, y = x.astype(jnp.float32), y.astype(jnp.float32)
       kernel = kernels[name](x, y)
       m = x.shape[0]
-      value, c = _mmd_with_variation(kernel, x, y, jnp.full((m,), 1.0 / m))
-      return value, c, kernel_advantage(kernel, x, y)
+      value = _weighted_mmd(kernel, x, y, jnp.full((m,), 1.0 / m))
+      return value, kernel_advantage(kernel, x, y)
     return fn
   raise ValueError(f"unknown divergence {name!r}; expected sinkhorn, mmd or energy")

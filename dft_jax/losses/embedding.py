@@ -27,6 +27,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 POOLINGS = ("mean", "last")
 FEATURE_SPACES = ("stats", "embedding", "both")
@@ -68,7 +69,6 @@ def whitening(bank_NxD: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np
 
 def fingerprint(model, layer: int, pooling: str) -> str:
   """sha256 of the model's config, every parameter's bytes, the layer and the pooling."""
-  from flax import nnx
   h = hashlib.sha256(json.dumps({"layer": layer, "pooling": pooling}).encode())
   h.update(repr(model.cfg).encode())
   for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0],

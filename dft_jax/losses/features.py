@@ -41,6 +41,8 @@ GROUPS = {
     "entropy": ["unigram_entropy"],
 }
 FEATURE_NAMES = tuple(name for names in GROUPS.values() for name in names)
+RANK_BIN_COLUMNS = np.asarray([FEATURE_NAMES.index(f"rank_bin_{k}")
+                               for k in range(NUM_RANK_BINS)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,30 +197,30 @@ SOFT_FEATURES = tuple([f"rank_bin_{k}" for k in range(NUM_RANK_BINS)]
 SOFT_COLUMNS = np.asarray([FEATURE_NAMES.index(n) for n in SOFT_FEATURES])
 
 
-def soft_featurize(y_GxV: jax.Array, tables: Tables) -> jax.Array:
+def soft_featurize(y_CxV: jax.Array, tables: Tables) -> jax.Array:
   """The differentiable subset SOFT_FEATURES of phi for a window of token distributions.
 
   At one-hot inputs each value equals `featurize` on those tokens; in between it is linear in
   the distributions (bin mass, rates), or a smooth function of them (sentence lengths through a
   soft running-length recurrence, entropy of the mean distribution).
   """
-  y = y_GxV.astype(jnp.float32)
+  y = y_CxV.astype(jnp.float32)
   word_start = jnp.asarray(tables.word_start, jnp.float32)
   first_word = jnp.asarray(tables.alnum & ~tables.word_start, jnp.float32)
   punct = jnp.asarray(tables.punct, jnp.float32)
-  w_G = y @ word_start
-  w_G = w_G.at[0].add(y[0] @ first_word)
-  n_words = jnp.maximum(w_G.sum(), 1.0)
+  w_C = y @ word_start
+  w_C = w_C.at[0].add(y[0] @ first_word)
+  n_words = jnp.maximum(w_C.sum(), 1.0)
   rank_mass = y.mean(0) @ jax.nn.one_hot(jnp.asarray(tables.rank_bin), NUM_RANK_BINS)
   rates = (y @ punct).sum(0) / n_words
-  e_G = y @ punct[:, -1]
+  e_C = y @ punct[:, -1]
 
   def running(before, inputs):  # words of the current sentence before token t
     w, e = inputs
     length = before + w
     return length * (1.0 - e), (length, e * jnp.minimum(length, 1.0))
 
-  trailing, (lengths, weights) = jax.lax.scan(running, jnp.zeros(()), (w_G, e_G))
+  trailing, (lengths, weights) = jax.lax.scan(running, jnp.zeros(()), (w_C, e_C))
   lengths = jnp.concatenate([lengths, trailing[None]])
   weights = jnp.concatenate([weights, jnp.minimum(trailing, 1.0)[None]])
   total = jnp.maximum(weights.sum(), 1e-6)

@@ -360,3 +360,8 @@ def merge_lora(model: Decoder) -> Decoder:
       owner = owner[p] if isinstance(p, int) else getattr(owner, p)
     var.set_value(_kernel(owner, path[-1], var.dtype))
   return nnx.merge(graphdef, state)
+
+
+def abstract_model(cfg) -> Decoder:
+  """The model with ShapeDtypeStruct leaves: structure for free, no random init."""
+  return nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from typing import Callable, Iterator
 
 import jax
@@ -21,7 +22,7 @@ from safetensors.numpy import save_file
 
 from dft_jax.models import config as config_lib
 from dft_jax.models.config import ModelConfig, as_dtype
-from dft_jax.models.decoder import Decoder, merge_lora
+from dft_jax.models.decoder import Decoder, abstract_model, merge_lora
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -107,11 +108,6 @@ def _weight_files(path: str) -> dict[str, str]:
       for name in f.keys():
         out[name] = os.path.join(path, file)
   return out
-
-
-def abstract_model(cfg: ModelConfig) -> Decoder:
-  """The model with ShapeDtypeStruct leaves: structure for free, no random init."""
-  return nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))
 
 
 def from_pretrained(path: str | os.PathLike, dtype=None, param_dtype=None, *,
@@ -225,9 +221,7 @@ def to_transformers(model: Decoder, dtype="float32"):
   """The same model as a `transformers` PyTorch module with identical weights (needs the `hf`
   extra): written with `save_pretrained` to a temporary directory and read back, so the tensor
   map is the one exports use. For side-by-side comparisons (benchmarks, parity checks)."""
-  import tempfile
-
-  import torch
+  import torch  # optional: the `hf` / `test` extras
   import transformers
 
   with tempfile.TemporaryDirectory() as path:

@@ -15,7 +15,8 @@ from flax import nnx
 
 from dft_jax.models.config import ModelConfig
 from dft_jax.models.decoder import Decoder
-from dft_jax.models.hf_io import CheckpointError, abstract_model
+from dft_jax.models.decoder import abstract_model
+from dft_jax.models.hf_io import CheckpointError
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"

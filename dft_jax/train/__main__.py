@@ -7,8 +7,11 @@ cluster's own settings; or give --coordinator_address, --num_processes and --pro
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from dft_jax.train import loop
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file[:args].",
                                 lock_config=True)
@@ -34,12 +37,10 @@ def parse_flags(argv):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  import jax
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   elif FLAGS.distributed:
     jax.distributed.initialize()
-  from dft_jax.train import loop
   if FLAGS.config is None:
     sys.exit("train: error: --config is required")
   try:

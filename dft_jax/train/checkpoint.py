@@ -17,10 +17,13 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from dft_jax.models import config as config_lib
 from dft_jax.models import hf_io, native
 from dft_jax.models.config import ModelConfig
+from dft_jax.models.decoder import abstract_model, merge_lora
 from dft_jax.models.hf_io import CheckpointError
 from dft_jax.train import mesh as mesh_lib
+from dft_jax.train import state as state_lib
 
 MODEL_CONFIG = native.CONFIG_FILE  # the run's model config, beside its checkpoints
 
@@ -71,15 +74,13 @@ def restore_latest(mngr: ocp.CheckpointManager, target, data_iterator, log=print
 def restore_base_params(workdir: str, params_target):
   """Params of another run's newest checkpoint as a model without adapters (LoRA merged),
   placed as `params_target` (abstract Params with shardings) says."""
-  from dft_jax.models.decoder import merge_lora
-  from dft_jax.train import state as state_lib
   mngr = manager(workdir, create=False)
   step = mngr.latest_step()
   if step is None:
     raise CheckpointError(f"init_from {workdir}: no checkpoint in {workdir}/checkpoints")
   where = os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
   cfg = native.load_config(workdir)
-  graph, trained, frozen = state_lib.split_params(hf_io.abstract_model(cfg))
+  graph, trained, frozen = state_lib.split_params(abstract_model(cfg))
   if cfg.lora_rank == 0:  # restore straight into the target placement
     trained = params_target
   else:  # adapters are merged on the default device, then placed
@@ -125,7 +126,6 @@ def init_kind(path: str) -> str:
 def init_model_config(path: str, **numerics) -> ModelConfig:
   kind = init_kind(path)
   if kind == "hf":
-    from dft_jax.models import config as config_lib
     return config_lib.load_hf_config(path, **numerics)
   return native.load_config(path).replace(**numerics)
 
@@ -137,7 +137,6 @@ def load_init_params(path: str, cfg: ModelConfig, params_target):
     return restore_base_params(path, params_target)
   model = hf_io.from_pretrained(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype) \
       if kind == "hf" else native.load(path, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-  from dft_jax.models.decoder import merge_lora
   model = merge_lora(model)
   return jax.device_put(nnx.state(model, nnx.Param),
                         jax.tree.map(lambda t: t.sharding, params_target))
@@ -151,6 +150,6 @@ def write_model_config(workdir: str, cfg: ModelConfig) -> None:
 def load_model(workdir: str):
   """The model of a run's newest checkpoint (adapters merged), on the default device."""
   cfg = native.load_config(workdir).replace(lora_rank=0)
-  graphdef, abstract = nnx.split(hf_io.abstract_model(cfg))
+  graphdef, abstract = nnx.split(abstract_model(cfg))
   target = mesh_lib.placed(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   return nnx.merge(graphdef, restore_base_params(workdir, target)), cfg

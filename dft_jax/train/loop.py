@@ -3,6 +3,7 @@ preemption (SIGTERM -> save at the next step boundary, exit 0) and resume."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -13,18 +14,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 from jax.experimental import multihost_utils
 
-from dft_jax import losses
-from dft_jax.data import corpora, pipeline, sources
+from dft_jax.data import corpora, files, pipeline, sources
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.models.config import ModelConfig
 from dft_jax.train import checkpoint as ckpt_lib
 from dft_jax.train import mesh as mesh_lib
-from dft_jax.train import optimizer as optimizer_lib
+from dft_jax.train import setup as setup_lib
 from dft_jax.train import state as state_lib
-from dft_jax.train import step as step_lib
 from dft_jax.train.metrics import MetricsWriter
 
 # model fields that are training choices, applied on top of init_from's architecture
@@ -142,14 +140,77 @@ class Preemption:
 # --- the loop ------------------------------------------------------------------------------
 
 
+def _initial_state(config, setup: setup_lib.Setup, mngr, train_iter, workdir: str):
+  """(state, first step): the latest checkpoint of `workdir` (with the data position), else
+  a fresh state from init_from's weights or random init."""
+  restored = ckpt_lib.restore_latest(mngr, setup.restore_target(config.seed), train_iter, log)
+  if restored is not None:
+    log(f"resumed from {workdir}/checkpoints at step {restored[1]}")
+    return restored
+  params = None
+  if config.init_from:
+    params = ckpt_lib.load_init_params(config.init_from, setup.model_cfg,
+                                       state_lib.base_params_target(setup.model_cfg, setup.mesh))
+  return setup.init_state(config.seed, params), 0
+
+
+def _validate(config, tok, data_cfg, val_docs, eval_step, mesh, state, step) -> dict:
+  """Mean NLL over `eval_batches` batches of the validation documents."""
+  it = iter(pipeline.make_dataset(val_docs, tok, data_cfg))
+  total = count = 0.0
+  for _ in range(config.eval_batches):
+    out = jax.device_get(eval_step(state.params, state.frozen,
+                                   pipeline.to_global(next(it), mesh_lib.batch_sharding(mesh))))
+    total, count = total + float(out["nll_sum"]), count + float(out["tokens"])
+  loss = total / max(count, 1.0)
+  result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": count}
+  log(f"validation: step {step} | loss {loss:.4f} | ppl {result['val_ppl']:.2f} | "
+      f"{int(count)} tokens of {config.data.corpus}")
+  return result
+
+
+class Reporter:
+  """Checks each step's finiteness and logs / writes a metrics row on log steps, with
+  throughput and MFU over the steps since the last row."""
+
+  def __init__(self, config, cfg: ModelConfig, writer: MetricsWriter, mngr, start: int):
+    self.config, self.writer, self.mngr = config, writer, mngr
+    self.tokens_per_step = config.batch_size * config.seq_len
+    self.flops_per_step = flops_per_token(cfg, config.seq_len) * self.tokens_per_step
+    self.peak = measured_peak_flops()
+    self.window_start, self.window_first = time.perf_counter(), start
+
+  def __call__(self, step: int, metrics: dict, extra: dict | None = None) -> None:
+    config = self.config
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if metrics.pop("finite") == 0.0:
+      if config.nan_policy == "stop":
+        raise TrainError(f"step {step}: loss is {metrics['loss']} (not finite); stopping. "
+                         f"Params are those of step {step - 1}; the last checkpoint is "
+                         f"{self.mngr.latest_step()}. Set nan_policy='skip' to skip such steps.")
+      log(f"step {step}: non-finite loss skipped (nan_policy=skip)")
+    if step % config.log_every and step != config.total_steps and not extra:
+      return
+    elapsed = time.perf_counter() - self.window_start
+    steps_per_s = (step - self.window_first) / elapsed if elapsed > 0 else 0.0
+    metrics["tokens_per_s"] = steps_per_s * self.tokens_per_step
+    metrics["mfu"] = steps_per_s * self.flops_per_step / self.peak
+    self.writer.write(step, {**metrics, **(extra or {})})
+    eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
+    extra_fields = "".join(f" | {k} {metrics[k]:.4f}" for k in ("ce", "dist")
+                           if k in metrics and "dist" in metrics)
+    log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f}{extra_fields} | "
+        f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
+        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+    self.window_start, self.window_first = time.perf_counter(), step
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) training; returns the last validation metrics."""
   workdir = os.path.abspath(workdir)
   check_workdir(workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
-  mesh = mesh_lib.make_mesh(config.mesh_shape)
+    files.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
   cfg = model_config(config)
   if cfg.lora_rank:
     log(f"LoRA: rank {cfg.lora_rank} on {','.join(cfg.lora_targets)}; base weights frozen")
@@ -158,6 +219,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "no init_from given)")
   tok = tokenizer_for(config, workdir)
   tok.check_fits(cfg.vocab_size)
+  setup = setup_lib.from_config(config, cfg)
 
   data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size,
                                      seed=config.seed, worker_count=config.data.worker_count)
@@ -168,129 +230,67 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                           model_vocab_size=cfg.vocab_size))
   log(f"data: {config.data.corpus}: {len(train_docs)} train / {len(val_docs)} validation "
       f"documents; {config.batch_size} x {config.seq_len} tokens per step on mesh "
-      f"{dict(mesh.shape)}")
+      f"{dict(setup.mesh.shape)}")
 
-  optim_cfg = ml_collections.ConfigDict(config.optim.to_dict())
-  optim_cfg.total_steps = config.total_steps
-  tx, lr_schedule = optimizer_lib.make(optim_cfg)
-  with_anchor = losses.needs_anchor(config.loss)
-  abstract = state_lib.abstract_state(cfg, tx, config.seed, with_anchor)
-  shardings = state_lib.shardings(abstract, mesh)
   mngr = ckpt_lib.manager(workdir, config.keep_checkpoints, config.async_checkpointing)
-
-  restored = ckpt_lib.restore_latest(mngr, mesh_lib.placed(abstract, shardings),
-                                     train_iter, log)
-  if restored is not None:
-    state, start = restored
-    log(f"resumed from {workdir}/checkpoints at step {start}")
-  else:
-    params = None
-    if config.init_from:
-      params = ckpt_lib.load_init_params(config.init_from, cfg,
-                                         state_lib.base_params_target(cfg, mesh))
-    state, _ = state_lib.create(cfg, tx, mesh, seed=config.seed, params=params,
-                                with_anchor=with_anchor)
-    start = 0
+  state, start = _initial_state(config, setup, mngr, train_iter, workdir)
   if jax.process_index() == 0:
     ckpt_lib.write_model_config(workdir, cfg)
-
-  graphdef = state_lib.graphdef(cfg)
-  starting_model = None
-  if with_anchor:  # the params as training started, kept in the state (also after a resume)
-    starting_model = lambda: nnx.merge(graphdef, state.anchor, state.frozen)  # noqa: E731
-  context = losses.Context(tok, config.data.corpus, data_dir, starting_model=starting_model)
-  train_step = step_lib.jit_train_step(
-      mesh, shardings, graphdef=graphdef,
-      loss_fn=losses.make(config.loss, cfg, context),
-      tx=tx,
-      lr_schedule=lr_schedule, grad_accum_steps=config.optim.grad_accum_steps)
-  eval_step = step_lib.jit_eval_step(mesh, shardings, graphdef)
-  batch_sharding = mesh_lib.batch_sharding(mesh)
-
-  def evaluate(state, step):
-    it = iter(pipeline.make_dataset(val_docs, tok, data_cfg))
-    total = count = 0.0
-    for _ in range(config.eval_batches):
-      out = jax.device_get(eval_step(state.params, state.frozen,
-                                     pipeline.to_global(next(it), batch_sharding)))
-      total, count = total + float(out["nll_sum"]), count + float(out["tokens"])
-    loss = total / max(count, 1.0)
-    result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": count}
-    log(f"validation: step {step} | loss {loss:.4f} | ppl {result['val_ppl']:.2f} | "
-        f"{int(count)} tokens of {config.data.corpus}")
-    return result
-
+  train_step = setup.train_step(setup.loss_fn(config.loss, state, tok, config.data.corpus,
+                                              data_dir))
+  evaluate = functools.partial(_validate, config, tok, data_cfg, val_docs, setup.eval_step(),
+                               setup.mesh)
   writer = MetricsWriter(workdir, resume_step=start)
   preemption = Preemption()
-  config_dict = json.loads(config.to_json())
-  tokens_per_step = config.batch_size * config.seq_len
-  flops_per_step = flops_per_token(cfg, config.seq_len) * tokens_per_step
-  peak = measured_peak_flops()
-  pending = None          # (step, device metrics) of the step before: fetched one step late
-  window_start, window_first = time.perf_counter(), start
-  run_start, last_val = time.perf_counter(), {}
-
-  def report(step, metrics, extra=None):
-    """Checks finiteness; logs and writes one metrics row on log steps or with `extra`."""
-    nonlocal window_start, window_first
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if metrics.pop("finite") == 0.0:
-      if config.nan_policy == "stop":
-        raise TrainError(f"step {step}: loss is {metrics['loss']} (not finite); stopping. "
-                         f"Params are those of step {step - 1}; the last checkpoint is "
-                         f"{mngr.latest_step()}. Set nan_policy='skip' to skip such steps.")
-      log(f"step {step}: non-finite loss skipped (nan_policy=skip)")
-    if step % config.log_every and step != config.total_steps and not extra:
-      return
-    elapsed = time.perf_counter() - window_start
-    steps_per_s = (step - window_first) / elapsed if elapsed > 0 else 0.0
-    metrics["tokens_per_s"] = steps_per_s * tokens_per_step
-    metrics["mfu"] = steps_per_s * flops_per_step / peak
-    writer.write(step, {**metrics, **(extra or {})})
-    eta = (config.total_steps - step) / steps_per_s if steps_per_s else 0.0
-    extra_fields = "".join(f" | {k} {metrics[k]:.4f}" for k in ("ce", "dist")
-                           if k in metrics and "dist" in metrics)
-    log(f"step {step}/{config.total_steps} | loss {metrics['loss']:.4f}{extra_fields} | "
-        f"{metrics['tokens_per_s']:,.0f} tok/s | MFU {100 * metrics['mfu']:.1f}% | "
-        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
-    window_start, window_first = time.perf_counter(), step
-
   try:
-    with jax.set_mesh(mesh):
-      for step in range(start + 1, config.total_steps + 1):
-        batch = pipeline.to_global(next(train_iter), batch_sharding)
-        state, metrics = train_step(state, batch)
-        if pending is not None:
-          report(*pending)
-        pending = (step, metrics)
-        preempted = preemption.agreed()
-        if step % config.eval_every == 0 or step % config.checkpoint_every == 0 \
-            or step == config.total_steps or preempted:
-          val = None
-          if step % config.eval_every == 0 or step == config.total_steps:
-            val = last_val = evaluate(state, step)
-          report(*pending, extra=val)
-          pending = None
-          if step % config.checkpoint_every == 0 or step == config.total_steps:
-            ckpt_lib.save(mngr, step, state, train_iter, config_dict)
-          if preempted:
-            if mngr.latest_step() != step:
-              ckpt_lib.save(mngr, step, state, train_iter, config_dict, force=True)
-            mngr.wait_until_finished()
-            log(f"preempted: saved step {step} to {workdir}/checkpoints; rerun the same "
-                "command to resume")
-            return last_val
-      if pending is not None:
-        report(*pending)
-      if config.total_steps == 0 and start == 0:
-        # a zero-step run records its starting model (a table's "base" row) as a run
-        last_val = evaluate(state, 0)
-        ckpt_lib.save(mngr, 0, state, train_iter, config_dict)
+    last_val = _run(config, workdir, setup.mesh, state, start, train_step, train_iter, evaluate,
+                    Reporter(config, cfg, writer, mngr, start), mngr, preemption)
   finally:
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
     preemption.restore()
+  return last_val
+
+
+def _run(config, workdir, mesh, state, start, train_step, train_iter, evaluate, report, mngr,
+         preemption) -> dict:
+  """Steps start+1..total_steps: metrics fetched one step late, validation, checkpoints,
+  a clean stop on preemption; returns the last validation metrics."""
+  config_dict = json.loads(config.to_json())
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  pending = None          # (step, device metrics) of the step before: fetched one step late
+  run_start, last_val = time.perf_counter(), {}
+  with jax.set_mesh(mesh):
+    for step in range(start + 1, config.total_steps + 1):
+      state, metrics = train_step(state, pipeline.to_global(next(train_iter), batch_sharding))
+      if pending is not None:
+        report(*pending)
+      pending = (step, metrics)
+      preempted = preemption.agreed()
+      if step % config.eval_every == 0 or step % config.checkpoint_every == 0 \
+          or step == config.total_steps or preempted:
+        val = None
+        if step % config.eval_every == 0 or step == config.total_steps:
+          val = last_val = evaluate(state, step)
+        report(*pending, extra=val)
+        pending = None
+        if step % config.checkpoint_every == 0 or step == config.total_steps:
+          ckpt_lib.save(mngr, step, state, train_iter, config_dict)
+        if preempted:
+          if mngr.latest_step() != step:
+            ckpt_lib.save(mngr, step, state, train_iter, config_dict, force=True)
+          mngr.wait_until_finished()
+          log(f"preempted: saved step {step} to {workdir}/checkpoints; rerun the same "
+              "command to resume")
+          return last_val
+    if pending is not None:
+      report(*pending)
+    if config.total_steps == 0 and start == 0:
+      # a zero-step run records its starting model (a table's "base" row) as a run
+      last_val = evaluate(state, 0)
+      ckpt_lib.save(mngr, 0, state, train_iter, config_dict)
+  mngr.wait_until_finished()
   log(f"done: {config.total_steps} steps in {time.perf_counter() - run_start:.1f}s; "
       f"checkpoints in {workdir}/checkpoints")
   if last_val:

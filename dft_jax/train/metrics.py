@@ -7,6 +7,7 @@ import math
 import os
 
 import jax
+from tensorboardX import SummaryWriter
 
 
 class MetricsWriter:
@@ -25,7 +26,6 @@ class MetricsWriter:
       keep = [r for r in rows if json.loads(r)["step"] <= resume_step]
       with open(self.path, "w") as f:
         f.writelines(keep)
-    from tensorboardX import SummaryWriter
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict) -> None:

@@ -12,8 +12,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh
 
 from dft_jax.models.config import ModelConfig
-from dft_jax.models.decoder import Decoder
-from dft_jax.models.hf_io import abstract_model
+from dft_jax.models.decoder import Decoder, abstract_model
 from dft_jax.train import mesh as mesh_lib
 
 

@@ -1,0 +1,120 @@
+"""Row − SFT on the same prompts: every bootstrapped metric as a function of the drawn
+prompt indices (seeds averaged within a replicate), paired bootstrap intervals, the
+gap-closed column and the claims' verdicts (intervals.py), and their Markdown."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from dft_jax.evaluation import intervals, tables, text_metrics
+
+# Metrics with a paired bootstrap interval, and those that also get a gap-closed column.
+BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "compression_ratio", "zipf",
+                "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2", "slop_ratio",
+                "feature_sinkhorn", "feature_mmd", "judge_accuracy")
+GAP_CLOSED = ("sent_len_var", "feature_sinkhorn", "diversity")
+
+
+def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
+  """Metric `key` on the units `idx` (numpy indices into both lists)."""
+  pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
+  own = {"diversity": text_metrics.diversity,
+         "distinct_2": lambda t: text_metrics.distinct_n(t, 2),
+         "self_bleu4": lambda t: text_metrics.self_bleu(t, 4),
+         "compression_ratio": text_metrics.compression_ratio,
+         "zipf": text_metrics.zipf_coefficient,
+         "sent_len_mean": text_metrics.sentence_length_mean,
+         "sent_len_var": text_metrics.sentence_length_variance}
+  if key in own:
+    return lambda idx: float(own[key](pick(texts, idx)))
+  pair = {"sent_len_w1": text_metrics.sentence_length_w1,
+          "unigram_l2": text_metrics.unigram_l2, "slop_ratio": text_metrics.slop_ratio}[key]
+  return lambda idx: float(pair(pick(texts, idx), pick(human, idx)))
+
+
+def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_m, emb=None,
+                  emb_space=None) -> dict:
+  """Every bootstrapped metric of one run as a function of the drawn prompt indices."""
+  out = {k: _text_metric(k, texts, human) for k in BOOTSTRAPPED
+         if not k.startswith(("feature_", "judge_"))}
+  div = intervals.memo(lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx]))
+  out["feature_sinkhorn"] = lambda idx: div(idx)["feature_sinkhorn"]
+  out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
+  out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
+  if emb is not None:
+    out["embedding_mmd"] = lambda idx: emb_space.divergences(emb[idx], emb_space.human_NxF[idx])[
+        "embedding_mmd"]
+  return {k: intervals.memo(f) for k, f in out.items()}
+
+
+def _seed_mean(fns: Sequence[dict]) -> dict:
+  """Metric functions averaged over seeds (the same drawn prompts for every seed)."""
+  return {k: intervals.memo(lambda idx, k=k: float(np.mean([f[k](idx) for f in fns])))
+          for k in fns[0]}
+
+
+def human_metrics(human: list[str], space, human_feats, human_b_feats) -> dict:
+  """The human side of the gap-closed column, as functions of the drawn prompts (one memo for
+  every decoding and row): own diversity and sentence-length variance, and the feature
+  Sinkhorn floor between the two human sets."""
+  out = {k: intervals.memo(_text_metric(k, human, human)) for k in ("diversity", "sent_len_var")}
+  out["feature_sinkhorn"] = intervals.memo(lambda idx: space.divergences(
+      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"])
+  return out
+
+
+def row_metrics(entries: list[dict], human: list[str], human_feats, space) -> dict:
+  """Every bootstrapped metric of one table row (its seeds averaged) as functions of the drawn
+  prompts."""
+  return _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
+                                   r["verdicts"]["correct_human"], r["verdicts"]["correct_model"],
+                                   r.get("emb"), r.get("emb_space"))
+                     for r in entries])
+
+
+def compare(decoding_runs: list[dict], sft_fns: dict, row: str, human_fns: dict, ppl: dict,
+                reps: int, seed: int, human: list[str], space, human_feats) -> dict:
+  """Row `row` − SFT with paired bootstrap intervals, gap closed, and the claims' verdicts."""
+  sft = [r for r in decoding_runs if r["row"] == "SFT"]
+  dft = [r for r in decoding_runs if r["row"] == row]
+  n = len(human)
+  fns = {"sft": sft_fns, "dft": row_metrics(dft, human, human_feats, space)}
+  draws = intervals.indices(n, reps, seed)
+  intervals.prefetch([fns["sft"]["feature_sinkhorn"], fns["dft"]["feature_sinkhorn"],
+                      human_fns["feature_sinkhorn"]], draws)
+  deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in fns["sft"]}
+  gaps = {k: intervals.gap_closed(fns["sft"][k], fns["dft"][k], human_fns[k], draws, n)
+          for k in GAP_CLOSED}
+  ppl_ratio = None
+  if ppl:
+    base = ppl[sft[0]["run"]]
+    ratios = [intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
+                                       ppl[r["run"]]["nll_per_piece"], reps, seed)
+              for r in dft if r["run"] in ppl]
+    ppl_ratio = {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
+    deltas["perplexity_ratio"] = ppl_ratio
+  verdicts = intervals.claims(fns["sft"], fns["dft"], human_fns, draws, n, ppl_ratio)
+  return {"dft_row": dft[0]["row"], "seeds": len(dft), "deltas": deltas, "gap_closed": gaps,
+          "claims": verdicts}
+
+
+def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
+  names = dict((c[0], c[1]) for c in tables.COLUMNS)
+  names["perplexity_ratio"] = "PPL ratio DFT/SFT − 1"
+  lines = [f"**{comp['dft_row']} − SFT, {decoding_label}**: paired bootstrap over {prompts} "
+           f"prompts ({reps} replicates, 95% intervals; seeds averaged within a replicate: "
+           f"{comp['seeds']}). Gap closed = (SFT − DFT) / (SFT − human); for the feature "
+           "divergence 'human' is the split-half floor.", "",
+           "| metric | DFT − SFT | 95% CI | gap closed | 95% CI |", "|---|---|---|---|---|"]
+  for key, d in comp["deltas"].items():
+    g = comp["gap_closed"].get(key)
+    gap = ("– | –" if not g else "SFT ≈ human (gap not resolved) | –" if not g["defined"]
+           else f"{g['value']:.2f} | [{g['lo']:.2f}, {g['hi']:.2f}]")
+    lines.append(f"| {names.get(key, key)} | {d['delta']:+.4g} | [{d['lo']:+.4g}, "
+                 f"{d['hi']:+.4g}] | {gap} |")
+  lines += ["", f"Verdict ({comp['dft_row']} vs SFT, {decoding_label}; computed from the "
+                "intervals):",
+            intervals.summarize(comp["claims"]), ""]
+  return "\n".join(lines)

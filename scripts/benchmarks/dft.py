@@ -1,0 +1,56 @@
+"""dft_over_ce: the DFT train step's cost over a CE step, and the featurizer + divergence's
+share of it."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from benchmarks.common import Options
+from benchmarks.train_step import time_step, tokenizer
+from dft_jax.losses import divergences, features, reference
+from dft_jax.models import ModelConfig
+from experiments import dft as dft_exp
+
+
+def _distance_seconds(loss, ref, tables, vocab_size: int, reps: int) -> float:
+  """Median seconds of the featurizer + divergence alone (jit), on random samples of the DFT
+  step's shape against the standardized reference bank."""
+  bank = jax.numpy.asarray(ref.standardize(ref.bank_NxF))
+  div = divergences.make(loss.divergence, epsilon=loss.epsilon,
+                         threshold=loss.sinkhorn_threshold,
+                         max_iterations=loss.sinkhorn_iterations)
+  tokens = np.random.RandomState(0).randint(0, vocab_size, (loss.dist_batch, loss.gen_len))
+  fn = jax.jit(lambda t: div(features.featurize_batch(t, jax.numpy.ones(t.shape, bool), tables),
+                             bank))
+  jax.block_until_ready(fn(tokens))
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(tokens))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def dft_over_ce(opts: Options) -> dict:
+  """DFT step time / CE step time at the default DFT config (experiments/dft.py), tiny model;
+  dist_share: the share of the DFT step spent featurizing and computing the divergence."""
+  config = dft_exp.get_config()
+  cfg = ModelConfig(**config.model.to_dict())
+  tok = tokenizer(config)
+  n = max(opts.batches // 4, 8)
+  dft_s = time_step(config, cfg, tok, n)
+  config.loss = ml_collections.ConfigDict({"name": "ce"})
+  ce_s = time_step(config, cfg, tok, n)
+  loss = dft_exp.dft_loss()
+  ref = reference.stats_for_corpus(config.data.corpus, tok, window=loss.gen_len)
+  dist_s = _distance_seconds(loss, ref, ref.tables(tok, cfg.vocab_size), cfg.vocab_size, n)
+  print(f"dft_over_ce: DFT step {dft_s * 1e3:.1f} ms vs CE step {ce_s * 1e3:.1f} ms: "
+        f"{dft_s / ce_s:.2f}x; featurizer + {loss.divergence} {dist_s * 1e3:.1f} ms = "
+        f"{100 * dist_s / dft_s:.1f}% of the DFT step (dist_batch {loss.dist_batch}, prompt "
+        f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_NxF)})")
+  return {"dft_step_s": dft_s, "ce_step_s": ce_s, "dft_over_ce": dft_s / ce_s,
+          "dist_share": dist_s / dft_s}
