@@ -74,3 +74,23 @@ def test_unrolled_and_implicit_sinkhorn_gradients_agree():
     implicit, unrolled = np.asarray(grad(True)), np.asarray(grad(False))
   assert np.isfinite(unrolled).all()
   np.testing.assert_allclose(unrolled, implicit, atol=1e-3 * np.abs(implicit).max())
+
+
+def test_sinkhorn_to_a_fixed_bank_equals_the_full_divergence():
+  """The bank's self-transport solved once (absolute epsilon from the bank's mean self-cost)
+  gives the divergence and first variations of the three-problem computation."""
+  from ott.tools import sinkhorn_divergence
+  x, y = _clouds(n=16, m=48)
+  to_bank = D.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7, max_iterations=5000)
+  value, c = jax.jit(to_bank)(x)
+  eps = 0.1 * float(jnp.mean(jnp.sum((y[:, None] - y[None]) ** 2, -1)))
+  with jax.numpy_rank_promotion("allow"):
+    ref, out = sinkhorn_divergence.sinkdiv(
+        x, y, epsilon=eps, solve_kwargs=dict(threshold=1e-7, max_iterations=5000))
+  (f_xy, _), (f_xx, _), _ = out.potentials
+  c_ref = (f_xy - f_xx) - jnp.mean(f_xy - f_xx)
+  np.testing.assert_allclose(float(value), float(ref), rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(c), np.asarray(c_ref), atol=1e-3 * float(jnp.abs(
+      c_ref).max()))
+  assert abs(float(D.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7,
+                                      max_iterations=5000)(y)[0])) < 1e-3 * float(ref)

@@ -78,6 +78,8 @@ def config(**overrides) -> ml_collections.ConfigDict:
       sinkhorn_threshold=1e-3,
       sinkhorn_iterations=200,
       sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
+      sinkhorn_static_bank=False,    # True: epsilon made absolute by the bank's mean self-cost
+                                     # and OT(bank, bank) solved once per run (score_function)
       groups=tuple(features.GROUPS),
       features="stats",              # stats | embedding | both (losses/embedding.py)
       embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
@@ -106,6 +108,9 @@ def validate(cfg) -> None:
       (cfg.features in embedding.FEATURE_SPACES,
        f"unknown loss.features {cfg.features!r}; available: "
        f"{', '.join(embedding.FEATURE_SPACES)}"),
+      (not cfg.sinkhorn_static_bank or cfg.estimator == "score_function",
+       "loss.sinkhorn_static_bank needs estimator='score_function' (the other estimators "
+       "compare column subsets of the bank)"),
       (cfg.features == "stats" or cfg.estimator == "score_function",
        f"loss.features={cfg.features!r} needs estimator='score_function' (the embedder is a "
        "frozen model; the other estimators differentiate features)"),
@@ -115,12 +120,16 @@ def validate(cfg) -> None:
       raise ValueError(message)
 
 
-def make_divergence(cfg):
-  """fn(x, y) -> (D, advantage per sample) for loss.divergence."""
+def make_divergence(cfg, bank_NxX=None):
+  """fn(x, y) -> (D, advantage per sample) for loss.divergence; with sinkhorn_static_bank, bound
+  to the fixed bank `bank_NxX` (its self-transport solved here, once)."""
   if cfg.divergence == "sinkhorn":
-    return divergences.make("sinkhorn", epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
-                            max_iterations=cfg.sinkhorn_iterations,
-                            implicit_diff=cfg.sinkhorn_implicit_diff)
+    kwargs = dict(epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
+                  max_iterations=cfg.sinkhorn_iterations,
+                  implicit_diff=cfg.sinkhorn_implicit_diff)
+    if cfg.sinkhorn_static_bank:
+      return divergences.make("sinkhorn", bank_MxF=bank_NxX, **kwargs)
+    return divergences.make("sinkhorn", **kwargs)
   return divergences.make(cfg.divergence)
 
 
@@ -273,5 +282,6 @@ def make(loss_cfg, model_cfg, context):
   if context.tokenizer is None:
     raise ValueError("loss.name='dft' needs the run's tokenizer")
   ref = reference_lib.build(loss_cfg, model_cfg, context)
-  return functools.partial(loss, ref=ref, cfg=loss_cfg, divergence=make_divergence(loss_cfg),
+  return functools.partial(loss, ref=ref, cfg=loss_cfg,
+                           divergence=make_divergence(loss_cfg, ref.bank_NxX),
                            eos=context.tokenizer.eos_id)

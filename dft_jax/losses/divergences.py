@@ -6,7 +6,10 @@ i. The score-function estimator weights log p(x_i) by c_i; tests check c against
 finite differences of the sample weights.
 
   sinkhorn  debiased Sinkhorn divergence S_eps (ott-jax), squared-Euclidean cost, fp32;
-            c = f_xy - f_xx (dual potentials of OT(alpha, beta) and OT(alpha, alpha)), centred
+            c = f_xy - f_xx (dual potentials of OT(alpha, beta) and OT(alpha, alpha)), centred.
+            `sinkhorn_to_bank`: against a fixed bank, OT(beta, beta) solved once at an absolute
+            epsilon (the relative one times the bank's mean self-cost), so each call solves
+            two problems instead of three
   mmd       unbiased MMD^2, mixture of RBF kernels at multiples of the median distance
   energy    MMD^2 with the energy-distance kernel k(x, y) = -|x - y|
 """
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from ott.geometry import pointcloud
+from ott.solvers import linear
+from ott.solvers.linear import acceleration
 from ott.tools import sinkhorn_divergence
 
 RBF_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -35,6 +41,47 @@ def sinkhorn(x_NxF, y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
   (f_xy, _), (f_xx, _), _ = out.potentials
   c = f_xy - f_xx
   return value, c - jnp.dot(c, a)
+
+
+def _self_ot_cost(y_MxF, epsilon: float, threshold: float, max_iterations: int) -> float:
+  """Regularized OT(beta, beta) at absolute `epsilon`, with the symmetric updates ott's
+  divergence uses for its x/x and y/y terms."""
+  m = y_MxF.shape[0]
+  b = jnp.full((m,), 1.0 / m)
+  with jax.numpy_rank_promotion("allow"):
+    out = linear.solve(pointcloud.PointCloud(y_MxF, y_MxF, epsilon=epsilon), a=b, b=b,
+                       threshold=threshold, max_iterations=max_iterations,
+                       parallel_dual_updates=True, anderson=None,
+                       momentum=acceleration.Momentum(start=0, value=0.5))
+  return float(out.reg_ot_cost)
+
+
+def sinkhorn_to_bank(y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
+                     max_iterations: int = 200, implicit_diff: bool = True,
+                     inner_iterations: int = 1):
+  """fn(x_NxF) -> (S_eps(alpha, beta), c_N) against the fixed bank beta = `y_MxF`.
+
+  epsilon is relative to the bank's mean self-cost and turned absolute here, once; OT(beta,
+  beta) at that epsilon is solved once (threshold / 100) and handed to ott as the static
+  offset. inner_iterations=1 checks convergence every iteration, so each call stops as soon as
+  the marginal error is under `threshold`."""
+  y = jnp.asarray(y_MxF, jnp.float32)
+  eps_abs = float(epsilon * jnp.mean(_sq_dists(y, y)))
+  offset = _self_ot_cost(y, eps_abs, threshold / 100, max_iterations * 10)
+  solve = dict(threshold=threshold, max_iterations=max_iterations,
+               inner_iterations=inner_iterations,
+               **({} if implicit_diff else {"implicit_diff": None}))
+
+  def fn(x_NxF, a_N=None):
+    x = x_NxF.astype(jnp.float32)
+    a = jnp.full((x.shape[0],), 1.0 / x.shape[0]) if a_N is None else a_N
+    with jax.numpy_rank_promotion("allow"):
+      value, out = sinkhorn_divergence.sinkdiv(x, y, a=a, epsilon=eps_abs, static_b=True,
+                                               offset_static_b=offset, solve_kwargs=solve)
+    (f_xy, _), (f_xx, _), _ = out.potentials
+    c = f_xy - f_xx
+    return value, c - jnp.dot(c, a)
+  return fn
 
 
 def _sq_dists(x, y):
@@ -111,10 +158,20 @@ def energy(x_NxF, y_MxF, *, a_N=None):
   return _mmd_with_variation(_energy_kernel, x, y, a)
 
 
-def make(name: str, **kwargs):
+def make(name: str, bank_MxF=None, **kwargs):
   """name -> fn(x, y) -> (value, advantage): the advantage is what the score-function
-  estimator weights log p(x_i) with (the first variation c_i minus a baseline)."""
+  estimator weights log p(x_i) with (the first variation c_i minus a baseline). With
+  `bank_MxF` (sinkhorn only): fn(x, y) for y = that fixed bank, through sinkhorn_to_bank."""
   if name == "sinkhorn":
+    if bank_MxF is not None:
+      to_bank = sinkhorn_to_bank(bank_MxF, **kwargs)
+
+      def fn(x, y):
+        del y  # the bank the divergence was made for
+        value, c = to_bank(x)
+        return value, loo_advantage(c)
+      return fn
+
     def fn(x, y):
       value, c = sinkhorn(x, y, **kwargs)
       return value, loo_advantage(c)

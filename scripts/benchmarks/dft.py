@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.common import Options
 from benchmarks.train_step import time_step, tokenizer
+from dft_jax.train import loop
 from dft_jax.losses import divergences, features, reference
 from dft_jax.models import ModelConfig
 from experiments import dft as dft_exp
@@ -35,6 +36,17 @@ def _distance_seconds(loss, ref, tables, vocab_size: int, reps: int) -> float:
   return float(np.median(times))
 
 
+def flop_floor(cfg, config, loss) -> float:
+  """FLOPs of a DFT step over a CE step at the same config: CE forward/backward over the human
+  batch, plus the decode of dist_batch continuations (a forward per token, a third of a
+  training token's FLOPs), plus the teacher-forced forward/backward over prompt + continuation
+  rows (train.loop.flops_per_token for both lengths)."""
+  ce = loop.flops_per_token(cfg, config.seq_len) * config.batch_size * config.seq_len
+  rows = loss.prompt_len + loss.gen_len
+  samples = loop.flops_per_token(cfg, rows) * loss.dist_batch * rows
+  return (ce + samples / 3 + samples) / ce
+
+
 def dft_over_ce(opts: Options) -> dict:
   """DFT step time / CE step time at the default DFT config (experiments/dft.py), tiny model;
   dist_share: the share of the DFT step spent featurizing and computing the divergence."""
@@ -48,9 +60,12 @@ def dft_over_ce(opts: Options) -> dict:
   loss = dft_exp.dft_loss()
   ref = reference.stats_for_corpus(config.data.corpus, tok, window=loss.gen_len)
   dist_s = _distance_seconds(loss, ref, ref.tables(tok, cfg.vocab_size), cfg.vocab_size, n)
+  floor = flop_floor(cfg, config, loss)
   print(f"dft_over_ce: DFT step {dft_s * 1e3:.1f} ms vs CE step {ce_s * 1e3:.1f} ms: "
-        f"{dft_s / ce_s:.2f}x; featurizer + {loss.divergence} {dist_s * 1e3:.1f} ms = "
+        f"{dft_s / ce_s:.2f}x (FLOP floor {floor:.2f}x: {dft_s / ce_s / floor:.2f} x the "
+        f"floor); featurizer + {loss.divergence} {dist_s * 1e3:.1f} ms = "
         f"{100 * dist_s / dft_s:.1f}% of the DFT step (dist_batch {loss.dist_batch}, prompt "
         f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_NxF)})")
   return {"dft_step_s": dft_s, "ce_step_s": ce_s, "dft_over_ce": dft_s / ce_s,
+          "dft_flop_floor": floor, "dft_over_floor": dft_s / ce_s / floor,
           "dist_share": dist_s / dft_s}
