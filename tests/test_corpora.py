@@ -79,7 +79,7 @@ def test_unknown_domain_and_split(tmp_path):
 
 
 def _cli(*args, data_dir):
-  return subprocess.run([sys.executable, "-m", "dft_jax.data.corpora", *args,
+  return subprocess.run([sys.executable, "-m", "dft_jax.data.prepare", *args,
                          f"--data_dir={data_dir}"], capture_output=True, text=True, check=True)
 
 
@@ -98,15 +98,14 @@ def test_prepare_legal_end_to_end(tmp_path):
   prepare.prepare(["legal"], str(tmp_path), force=True)
   assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
               "rb").read() == first
-  for module, args in (("prepare", ()), ("corpora", ("prepare",))):  # the CLI, and its old name
-    done = subprocess.run([sys.executable, "-m", f"dft_jax.data.{module}", *args,
-                           "--domains=legal", "--force", f"--data_dir={tmp_path}"],
-                          capture_output=True, text=True, check=True)
-    assert "corpora: legal: ready" in done.stderr
-    assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
-                "rb").read() == first
+  done = subprocess.run([sys.executable, "-m", "dft_jax.data.prepare", "--domains=legal",
+                         "--force", f"--data_dir={tmp_path}"], capture_output=True, text=True,
+                        check=True)
+  assert "corpora: legal: ready" in done.stderr
+  assert open(os.path.join(corpora.split_dir("legal", str(tmp_path)), "train.jsonl"),
+              "rb").read() == first
 
-  rows = json.loads(_cli("list", "--json", data_dir=tmp_path).stdout.strip().splitlines()[-1])
+  rows = json.loads(_cli("--list", "--json", data_dir=tmp_path).stdout.strip().splitlines()[-1])
   assert [r["name"] for r in rows] == list(corpora.DOMAINS)
   legal = rows[corpora.DOMAINS.index("legal")]
   assert legal["documents"] == info["documents"] and legal["bytes"] == info["bytes"]

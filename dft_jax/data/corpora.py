@@ -12,8 +12,7 @@ training and evaluation do not start package managers. A domain that is not prep
 whose preparation failed (`status: "unavailable"`, with its reason), is an error naming the
 command that prepares it.
 
-  python -m dft_jax.data.corpora list [--json] [--domains a,b] [--data_dir D]   the manifests
-  python -m dft_jax.data.corpora prepare [flags]    the same as python -m dft_jax.data.prepare
+  python -m dft_jax.data.prepare --list [--json]    the manifests (that module's CLI)
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import json
 import os
 import shlex
 
-from absl import app, flags
 
 DOMAINS = ("news", "encyclopedia", "legal", "literary", "aphorisms")
 SPLITS = ("train", "validation", "test")
@@ -122,35 +120,3 @@ def _not_ready(infos: list[dict], data_dir: str | None) -> str:
   if not failed:
     return f"{head}: run `{command}`"
   return f"{head} ({'; '.join(failed)}): run `{command}` to try again"
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def main(argv: list[str]) -> None:
-  """`list`: one row per domain's manifest; `prepare`: the prepare module's command line."""
-  if len(argv) != 2 or argv[1] not in ("prepare", "list"):
-    raise app.UsageError("usage: python -m dft_jax.data.corpora {prepare|list} [flags]")
-  if argv[1] == "prepare":
-    from dft_jax.data import prepare  # here, not at the top: prepare imports this module
-    prepare.main(argv[:1])
-    return
-  rows = []
-  for d in flags.FLAGS.domains or list(DOMAINS):
-    info = manifest(d, flags.FLAGS.data_dir)
-    row = {k: info.get(k) for k in ("name", "documents", "bytes", "license", "source", "status")}
-    if "error" in info:
-      row["error"] = info["error"]
-    rows.append(row)
-  if flags.FLAGS.json:
-    print(json.dumps(rows))
-    return
-  for r in rows:
-    print(f"{r['name']:<13} {r['status']:<11} {r['documents']:>6} docs {r['bytes']:>10,} bytes"
-          f"  {r['source'] or r.get('error', '')}")
-
-
-if __name__ == "__main__":
-  from dft_jax.data import prepare  # here, not at the top: prepare imports this module
-  prepare.define_flags()
-  flags.DEFINE_bool("json", False, "With `list`: print a JSON list as the last line.")
-  app.run(main)

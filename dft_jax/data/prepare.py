@@ -254,14 +254,36 @@ def define_flags() -> None:
                     f"Domains to use (default all): {','.join(corpora.DOMAINS)}.")
   flags.DEFINE_string("data_dir", None, "Data dir (default $DFT_JAX_DATA or ~/.cache/dft_jax).")
   flags.DEFINE_bool("force", False, "Prepare again even if already prepared.")
+  flags.DEFINE_bool("list", False, "Print each domain's manifest instead of preparing.")
+  flags.DEFINE_bool("json", False, "With --list: print a JSON list as the last line.")
+
+
+def list_manifests(domains, data_dir, as_json: bool) -> None:
+  """One row per domain's manifest: name, status, documents, bytes, source (or error)."""
+  rows = []
+  for d in domains:
+    info = corpora.manifest(d, data_dir)
+    row = {k: info.get(k) for k in ("name", "documents", "bytes", "license", "source", "status")}
+    if "error" in info:
+      row["error"] = info["error"]
+    rows.append(row)
+  if as_json:
+    print(json.dumps(rows))
+    return
+  for r in rows:
+    print(f"{r['name']:<13} {r['status']:<11} {r['documents']:>6} docs {r['bytes']:>10,} bytes"
+          f"  {r['source'] or r.get('error', '')}")
 
 
 def main(argv: list[str]) -> None:
-  """Prepare --domains (default all) under --data_dir."""
+  """Prepare --domains (default all) under --data_dir; --list: show their manifests."""
   if len(argv) != 1:
     raise app.UsageError("usage: python -m dft_jax.data.prepare [--domains a,b] "
-                         "[--data_dir D] [--force]")
+                         "[--data_dir D] [--force] [--list [--json]]")
   f = flags.FLAGS
+  if f.list:
+    list_manifests(f.domains or list(corpora.DOMAINS), f.data_dir, f.json)
+    return
   prepare(f.domains or list(corpora.DOMAINS), f.data_dir, force=f.force)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from dft_jax.losses import cross_entropy, dft, token_level
+
 LossFn = Callable  # (model, batch, rng, step, anchor=None) -> (scalar loss, scalar metrics)
 
 
@@ -27,7 +29,6 @@ class Context:
 
 
 def make(loss_cfg, model_cfg, context: Context | None = None) -> LossFn:
-  from dft_jax.losses import cross_entropy, dft, token_level
   registry = {"ce": cross_entropy.make, "dft": dft.make, "mixce": token_level.make,
               "tailr": token_level.make, "emo": token_level.make, "dyft": token_level.make}
   name = loss_cfg.name
