@@ -55,6 +55,8 @@ def dft_over_ce(opts: Options) -> dict:
   tok = tokenizer(config)
   n = max(opts.batches // 4, 8)
   dft_s = time_step(config, cfg, tok, n)
+  config.loss = dft_exp.dft_loss(sinkhorn_static_bank=True)
+  static_s = time_step(config, cfg, tok, n)
   config.loss = ml_collections.ConfigDict({"name": "ce"})
   ce_s = time_step(config, cfg, tok, n)
   loss = dft_exp.dft_loss()
@@ -65,7 +67,9 @@ def dft_over_ce(opts: Options) -> dict:
         f"{dft_s / ce_s:.2f}x (FLOP floor {floor:.2f}x: {dft_s / ce_s / floor:.2f} x the "
         f"floor); featurizer + {loss.divergence} {dist_s * 1e3:.1f} ms = "
         f"{100 * dist_s / dft_s:.1f}% of the DFT step (dist_batch {loss.dist_batch}, prompt "
-        f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_NxF)})")
+        f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_NxF)}); with "
+        f"loss.sinkhorn_static_bank {static_s * 1e3:.1f} ms = {static_s / ce_s:.2f}x")
   return {"dft_step_s": dft_s, "ce_step_s": ce_s, "dft_over_ce": dft_s / ce_s,
           "dft_flop_floor": floor, "dft_over_floor": dft_s / ce_s / floor,
+          "dft_static_bank_over_ce": static_s / ce_s,
           "dist_share": dist_s / dft_s}
