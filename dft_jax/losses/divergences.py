@@ -58,13 +58,15 @@ def _self_ot_cost(y_MxF, epsilon: float, threshold: float, max_iterations: int) 
 
 def sinkhorn_to_bank(y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
                      max_iterations: int = 200, implicit_diff: bool = True,
-                     inner_iterations: int = 1):
+                     inner_iterations: int = 10):
   """fn(x_NxF) -> (S_eps(alpha, beta), c_N) against the fixed bank beta = `y_MxF`.
 
   epsilon is relative to the bank's mean self-cost and turned absolute here, once; OT(beta,
   beta) at that epsilon is solved once (threshold / 100) and handed to ott as the static
-  offset. inner_iterations=1 checks convergence every iteration, so each call stops as soon as
-  the marginal error is under `threshold`."""
+  offset. Convergence is checked every `inner_iterations` iterations: 10 (ott's default) is
+  the faster for the loss's few samples against ~1000 bank rows (0.7 vs 1.2 ms), 1 for
+  thousands of points on both sides (it stops as soon as the marginal error is under
+  `threshold`)."""
   y = jnp.asarray(y_MxF, jnp.float32)
   eps_abs = float(epsilon * jnp.mean(_sq_dists(y, y)))
   offset = _self_ot_cost(y, eps_abs, threshold / 100, max_iterations * 10)
