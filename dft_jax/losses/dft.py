@@ -93,6 +93,10 @@ def config(**overrides) -> ml_collections.ConfigDict:
 
 def validate(cfg) -> None:
   """One clear error for a loss config the estimators cannot run."""
+  missing = sorted(set(config()) - set(cfg))
+  if missing:
+    raise ValueError(f"loss config lacks {', '.join(missing)}: build it with "
+                     "dft_jax.losses.dft.config(**overrides)")
   checks = [
       (cfg.estimator in ESTIMATORS,
        f"unknown loss.estimator {cfg.estimator!r}; available: {', '.join(ESTIMATORS)}"),
@@ -108,6 +112,8 @@ def validate(cfg) -> None:
       (cfg.features in embedding.FEATURE_SPACES,
        f"unknown loss.features {cfg.features!r}; available: "
        f"{', '.join(embedding.FEATURE_SPACES)}"),
+      (not cfg.sinkhorn_static_bank or cfg.divergence == "sinkhorn",
+       "loss.sinkhorn_static_bank is for divergence='sinkhorn'"),
       (not cfg.sinkhorn_static_bank or cfg.estimator == "score_function",
        "loss.sinkhorn_static_bank needs estimator='score_function' (the other estimators "
        "compare column subsets of the bank)"),

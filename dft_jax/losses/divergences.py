@@ -53,6 +53,10 @@ def _self_ot_cost(y_MxF, epsilon: float, threshold: float, max_iterations: int) 
                        threshold=threshold, max_iterations=max_iterations,
                        parallel_dual_updates=True, anderson=None,
                        momentum=acceleration.Momentum(start=0, value=0.5))
+  if not bool(out.converged):
+    raise ValueError(f"the bank's self-transport did not converge to {threshold:g} in "
+                     f"{max_iterations} iterations (epsilon {epsilon:.4g}); raise "
+                     "loss.sinkhorn_iterations or loss.epsilon")
   return float(out.reg_ot_cost)
 
 
@@ -62,14 +66,14 @@ def sinkhorn_to_bank(y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
   """fn(x_NxF) -> (S_eps(alpha, beta), c_N) against the fixed bank beta = `y_MxF`.
 
   epsilon is relative to the bank's mean self-cost and turned absolute here, once; OT(beta,
-  beta) at that epsilon is solved once (threshold / 100) and handed to ott as the static
-  offset. Convergence is checked every `inner_iterations` iterations: 10 (ott's default) is
+  beta) at that epsilon is solved once (to threshold / 100, at least 1e-6: float32) and handed
+  to ott as the static offset. Convergence is checked every `inner_iterations` iterations: 10 (ott's default) is
   the faster for the loss's few samples against ~1000 bank rows (0.7 vs 1.2 ms), 1 for
   thousands of points on both sides (it stops as soon as the marginal error is under
   `threshold`)."""
   y = jnp.asarray(y_MxF, jnp.float32)
   eps_abs = float(epsilon * jnp.mean(_sq_dists(y, y)))
-  offset = _self_ot_cost(y, eps_abs, threshold / 100, max_iterations * 10)
+  offset = _self_ot_cost(y, eps_abs, max(threshold / 100, 1e-6), max_iterations * 10)
   solve = dict(threshold=threshold, max_iterations=max_iterations,
                inner_iterations=inner_iterations,
                **({} if implicit_diff else {"implicit_diff": None}))

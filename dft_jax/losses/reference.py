@@ -199,13 +199,12 @@ class Reference:
   def points(self, std_BxF, z_BxE=None):
     """Points of `space`: masked standardized statistics and/or whitened embeddings, each
     scaled by embedding.space_scales so lambda means the same in every space."""
-    stats_BxF = std_BxF * self.mask_F[None]
     if self.space == "stats":
-      return stats_BxF
+      return std_BxF * self.mask_F[None]
     s_stats, s_emb = embedding.space_scales(self.space, self.stats_width, z_BxE.shape[1])
     if self.space == "embedding":
       return z_BxE * s_emb
-    return jnp.concatenate([stats_BxF * s_stats, z_BxE * s_emb], axis=1)
+    return jnp.concatenate([std_BxF * self.mask_F[None] * s_stats, z_BxE * s_emb], axis=1)
 
 
 def _embedding_bank(loss_cfg, model_cfg, context, tok):
@@ -255,7 +254,8 @@ def build(loss_cfg, model_cfg, context) -> Reference:
   if loss_cfg.features == "stats":
     return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF))
   embedder, tokens, valid, z_NxE = _embedding_bank(loss_cfg, model_cfg, context, tok)
-  # 'both': the statistics of the embedded windows themselves, row for row
-  std_NxF = ref.standardize(features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid),
-                                                     tables))
+  std_NxF = None
+  if loss_cfg.features == "both":  # the statistics of the embedded windows, row for row
+    std_NxF = ref.standardize(features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid),
+                                                       tables))
   return dataclasses.replace(ref, bank_NxX=ref.points(std_NxF, z_NxE), embedder=embedder)

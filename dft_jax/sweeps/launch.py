@@ -14,6 +14,7 @@ import subprocess
 import sys
 from typing import Callable
 
+from dft_jax.data import files
 from dft_jax.sweeps.commands import build_config, command, config_root, workdir
 from dft_jax.sweeps.spec import DERIVED, validate
 
@@ -30,12 +31,9 @@ def write_manifest(runs: list[dict], root: str, sweep: str) -> str:
   file, _, arg = sweep.partition(":")
   entries = [{**r, "overrides": dict(r["overrides"]), "workdir": workdir(r, root),
               "command": command(r, root)} for r in runs]
-  os.makedirs(root, exist_ok=True)
   path = os.path.join(root, MANIFEST)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"sweep": file, "arg": arg, "root": root, "runs": entries}, f, indent=2,
-              ensure_ascii=False)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, json.dumps({"sweep": file, "arg": arg, "root": root, "runs": entries},
+                                    indent=2, ensure_ascii=False))
   return path
 
 
