@@ -121,7 +121,10 @@ def test_tiny_gguf_matches_transformers(tmp_path, quant):
   config = gguf_io.convert(path, str(tmp_path / "hf"))
   assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"],
           config["tie_word_embeddings"]) == (HEADS, KV_HEADS, HEAD_DIM, True)
-  logits = _check_against_transformers(path, str(tmp_path / "hf"), atol=2e-5)
+  # the decoder parity bound: float32 summation order differs between the two (measured
+  # 2.6e-5 with transformers 5.24 on logits up to ~14); a wrong dequantization or permutation
+  # is off by O(1)
+  logits = _check_against_transformers(path, str(tmp_path / "hf"), atol=1e-4)
   assert np.abs(logits).max() > 1.0  # not a degenerate all-zero model
 
 
