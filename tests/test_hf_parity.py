@@ -32,6 +32,17 @@ def test_logits_match_transformers(name, hf_checkpoint):
   np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["llama3_rope_scaling", "mistral_window"])
+def test_long_sequence_logits_match_transformers(name, hf_checkpoint):
+  """150 tokens: past several blocks of the blockwise causal attention (64 query rows each),
+  with and without a sliding window."""
+  path, hf_model = hf_checkpoint(name)
+  model = from_pretrained(path, dtype=jnp.float32)
+  ids = _ids(length=150, seed=3)
+  np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))), ref.logits(hf_model, ids),
+                             rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_greedy_tokens_match_transformers(name, hf_checkpoint):
   path, hf_model = hf_checkpoint(name)

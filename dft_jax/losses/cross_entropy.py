@@ -1,6 +1,14 @@
-"""Next-token cross-entropy over packed rows, honouring the loss mask."""
+"""Next-token cross-entropy over packed rows, honouring the loss mask.
+
+Training uses `fused_head_nll`: the LM head and the cross-entropy in blocks of positions, the
+gradient formed in the same pass (as fused linear cross-entropy kernels do), so the [B, T, V]
+logits are never held in memory and each block's softmax is read while it is still in cache.
+Evaluation and the losses that need the logits themselves use `token_nll`.
+"""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -32,14 +40,108 @@ def token_nll(logits_BxTxV: jax.Array, batch: dict) -> tuple[jax.Array, jax.Arra
   return jnp.sum(jnp.where(weights_BxT > 0, nll_BxT, 0.0) * weights_BxT), jnp.sum(weights_BxT)
 
 
+ROWS_PER_BLOCK = 128  # positions (over the whole batch) per block of fused_head_nll
+
+
+def _block_nll(h_BxCxD, kernel_DxV, targets_BxC, weights_BxC, with_grad: bool):
+  """One block: (weighted NLL per position, d(sum)/d logits or None)."""
+  logits = jnp.einsum("bcd,dv->bcv", h_BxCxD, kernel_DxV, preferred_element_type=jnp.float32)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  e = jnp.exp(logits - top)
+  total = jnp.sum(e, axis=-1, keepdims=True)
+  target_logit = jnp.take_along_axis(logits, targets_BxC[..., None], axis=-1)[..., 0]
+  nll_BxC = (top[..., 0] + jnp.log(total[..., 0])) - target_logit
+  if not with_grad:
+    return nll_BxC, None
+  w = weights_BxC[..., None]
+  is_target = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2) == targets_BxC[..., None]
+  d_logits = e * (w / total) - jnp.where(is_target, w, 0.0)
+  return nll_BxC, d_logits
+
+
+def _blocks(hidden_BxTxD, targets_BxT, weights_BxT):
+  """[n, B, C, ...] blocks of C positions, the time axis padded with weight 0."""
+  b, t = targets_BxT.shape
+  c = min(t, max(1, math.ceil(ROWS_PER_BLOCK / b)))
+  n = -(-t // c)
+  pad = lambda x: jnp.pad(x, [(0, 0), (0, n * c - t)] + [(0, 0)] * (x.ndim - 2))
+  split = lambda x: jnp.moveaxis(pad(x).reshape(b, n, c, *x.shape[2:]), 1, 0)
+  return split(hidden_BxTxD), split(targets_BxT), split(weights_BxT), n * c - t
+
+
+def _unblock(x_NxBxC, pad):
+  n, b, c = x_NxBxC.shape[:3]
+  x = jnp.moveaxis(x_NxBxC, 0, 1).reshape(b, n * c, *x_NxBxC.shape[3:])
+  return x[:, :n * c - pad]
+
+
+@jax.custom_vjp
+def fused_head_nll(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
+  """sum_bt weights * -log softmax(hidden @ kernel)[target], without the [B, T, V] logits."""
+  blocks = _blocks(hidden_BxTxD, targets_BxT, weights_BxT)
+
+  def body(total, block):
+    h, tgt, w = block
+    return total + jnp.sum(_block_nll(h, kernel_DxV, tgt, w, False)[0] * w), None
+  return jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks[:3])[0]
+
+
+def _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
+  """The value and, in the same scan, its gradient with respect to hidden and kernel (the
+  output is a scalar, so the backward only scales them)."""
+  *blocks, pad = _blocks(hidden_BxTxD, targets_BxT, weights_BxT)
+
+  def body(carry, block):
+    total, d_kernel = carry
+    h, tgt, w = block
+    nll, d_logits = _block_nll(h, kernel_DxV, tgt, w, True)
+    d_h = jnp.einsum("bcv,dv->bcd", d_logits.astype(h.dtype), kernel_DxV)
+    d_kernel = d_kernel + jnp.einsum("bcd,bcv->dv", h, d_logits.astype(h.dtype),
+                                     preferred_element_type=jnp.float32)
+    return (total + jnp.sum(nll * w), d_kernel), (d_h, nll)
+
+  init = (jnp.zeros((), jnp.float32), jnp.zeros(kernel_DxV.shape, jnp.float32))
+  (total, d_kernel), (d_h, nll) = jax.lax.scan(body, init, tuple(blocks))
+  residuals = (_unblock(d_h, pad), d_kernel.astype(kernel_DxV.dtype), _unblock(nll, pad))
+  return total, residuals
+
+
+def _fused_bwd(residuals, g):
+  d_hidden, d_kernel, nll_BxT = residuals
+  return ((g * d_hidden).astype(d_hidden.dtype), (g * d_kernel).astype(d_kernel.dtype),
+          None, g * nll_BxT)
+
+
+fused_head_nll.defvjp(_fused_fwd, _fused_bwd)
+
+
+def model_nll(model, batch: dict) -> tuple[jax.Array, jax.Array]:
+  """token_nll of the model on the batch through fused_head_nll (for training: its gradient is
+  formed in the forward pass)."""
+  hidden = model(batch["tokens"], batch["positions"], batch["segment_ids"],
+                 hidden_layer=model.cfg.num_layers)
+  kernel_DxV = model.head_kernel_DxV()
+  targets_BxT, weights_BxT = shifted_targets(batch)
+  total = fused_head_nll(hidden.astype(kernel_DxV.dtype), kernel_DxV, targets_BxT, weights_BxT)
+  return total, jnp.sum(weights_BxT)
+
+
 def forward(model, batch: dict) -> jax.Array:
   return model(batch["tokens"], batch["positions"], batch["segment_ids"])
 
 
 def mean_nll(logits_BxTxV, batch) -> tuple[jax.Array, dict]:
-  total, count = token_nll(logits_BxTxV, batch)
+  return _mean(*token_nll(logits_BxTxV, batch))
+
+
+def _mean(total, count) -> tuple[jax.Array, dict]:
   ce = total / jnp.maximum(count, 1.0)
   return ce, {"ce": ce, "tokens": count}
+
+
+def model_mean_nll(model, batch) -> tuple[jax.Array, dict]:
+  """(mean CE, metrics) through the fused head."""
+  return _mean(*model_nll(model, batch))
 
 
 def make(loss_cfg, model_cfg, context):
@@ -47,6 +149,6 @@ def make(loss_cfg, model_cfg, context):
 
   def loss_fn(model, batch, rng, step, anchor=None):
     del rng, step, anchor
-    return mean_nll(forward(model, batch), batch)
+    return model_mean_nll(model, batch)
 
   return loss_fn

@@ -260,15 +260,17 @@ def lambda_at(cfg, step):
 def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
   """(CE + lambda * estimator term + kl_beta * KL surrogate, metrics): the value the train
   step differentiates, with `objective` (the value being optimized) among the metrics."""
-  logits_BxTxV = cross_entropy.forward(model, batch)
-  ce, metrics = cross_entropy.mean_nll(logits_BxTxV, batch)
   kwargs = dict(ref=ref, divergence=divergence)
-  if cfg.estimator == "score_function":
-    term_fn = lambda: score_function(model, anchor, batch, rng, cfg=cfg, eos=eos, **kwargs)
-  elif cfg.estimator == "straight_through":
-    term_fn = lambda: straight_through(model, batch, rng, cfg=cfg, **kwargs)
-  else:
+  if cfg.estimator == "expected":  # it reads the logits: CE from the same ones
+    logits_BxTxV = cross_entropy.forward(model, batch)
+    ce, metrics = cross_entropy.mean_nll(logits_BxTxV, batch)
     term_fn = lambda: expected(logits_BxTxV, batch, **kwargs)
+  else:
+    ce, metrics = cross_entropy.model_mean_nll(model, batch)
+    if cfg.estimator == "score_function":
+      term_fn = lambda: score_function(model, anchor, batch, rng, cfg=cfg, eos=eos, **kwargs)
+    else:
+      term_fn = lambda: straight_through(model, batch, rng, cfg=cfg, **kwargs)
   if cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
     shapes = jax.eval_shape(term_fn)
     zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

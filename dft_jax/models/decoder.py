@@ -15,10 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 from flax import struct
 
-from dft_jax.models import rope
+from dft_jax.models import attention, rope
 from dft_jax.models.config import ModelConfig, as_dtype
 
-_MASKED = -1e30  # finite, so a fully masked row (padding) gives a uniform softmax, not NaN
 _REMAT = {
     "full": None,  # save nothing
     "dots": jax.checkpoint_policies.dots_saveable,
@@ -175,33 +174,12 @@ class Attention(nnx.Module):
       v_LxBxSxKxH = jax.lax.dynamic_update_slice(v_LxBxSxKxH, v.astype(v_LxBxSxKxH.dtype)[None],
                                                  at)
       k, v = k_LxBxSxKxH[self.layer].astype(dt), v_LxBxSxKxH[self.layer].astype(dt)
-    out_BxTxNxH = _attend(q, k, v, mask_BxTxS)
+    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=k_LxBxSxKxH is None,
+                                   window=self.window)
     out_BxTxD = _dense(out_BxTxNxH, _kernel(self, "o_NxHxD", dt), in_dims=2)
     if cfg.o_bias:
       out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
     return out_BxTxD, k_LxBxSxKxH, v_LxBxSxKxH
-
-
-def _attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS):
-  """Softmax attention in float32 logits; query heads grouped over the shared kv heads.
-
-  Heads are moved ahead of time once ([B, K, G*T, H] queries, [B, K, S, H] keys/values), so
-  both products are plain batched matmuls over (B, K) that XLA CPU runs without per-product
-  transposes of the [.., T, S] logits; the scale is folded into q (T*H, not T*S, multiplies).
-  """
-  b, t, n, h = q_BxTxNxH.shape
-  s, kv = k_BxSxKxH.shape[1], k_BxSxKxH.shape[2]
-  g = n // kv
-  q_BxKxQxH = (q_BxTxNxH * jnp.asarray(h ** -0.5, q_BxTxNxH.dtype)).reshape(
-      b, t, kv, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, h)
-  k_BxKxSxH = k_BxSxKxH.transpose(0, 2, 1, 3)
-  v_BxKxSxH = v_BxSxKxH.transpose(0, 2, 1, 3)
-  logits = jnp.einsum("bkqh,bksh->bkqs", q_BxKxQxH, k_BxKxSxH,
-                      preferred_element_type=jnp.float32).reshape(b, kv, g, t, s)
-  logits = jnp.where(mask_BxTxS[:, None, None], logits, _MASKED)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v_BxSxKxH.dtype).reshape(b, kv, g * t, s)
-  out_BxKxQxH = jnp.einsum("bkqs,bksh->bkqh", probs, v_BxKxSxH)
-  return out_BxKxQxH.reshape(b, kv, g, t, h).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
 
 
 class MLP(nnx.Module):
@@ -255,15 +233,6 @@ def _block_apply(block, x, cos, sin, mask, k, v, index):
   return block(x, cos, sin, mask, k, v, index)
 
 
-def attention_mask(q_slots_T, kv_slots_S, q_segments_BxT, kv_segments_BxS, window):
-  """Causal (by slot), same segment, and within `window` slots when one is set."""
-  causal_TxS = kv_slots_S[None, :] <= q_slots_T[:, None]
-  if window is not None:
-    causal_TxS &= (q_slots_T[:, None] - kv_slots_S[None, :]) < window
-  same_BxTxS = q_segments_BxT[:, :, None] == kv_segments_BxS[:, None, :]
-  return causal_TxS[None] & same_BxTxS
-
-
 def positions_from_segments(segment_ids_BxT: jax.Array) -> jax.Array:
   """Position of each token within its segment (packed rows restart at 0 per document)."""
   t = segment_ids_BxT.shape[1]
@@ -308,7 +277,8 @@ class Decoder(nnx.Module):
       kv_slots_S = jnp.arange(cache.size, dtype=jnp.int32)
       kv_segments_BxS = jax.lax.dynamic_update_slice_in_dim(
           cache.segment_ids_BxS, segment_ids_BxT.astype(jnp.int32), start, axis=1)
-    masks = {w: attention_mask(q_slots_T, kv_slots_S, segment_ids_BxT, kv_segments_BxS, w)
+    masks = {w: attention.attention_mask(q_slots_T, kv_slots_S, segment_ids_BxT,
+                                         kv_segments_BxS, w)
              for w in set(cfg.window(i) for i in range(cfg.num_layers))}
     cos, sin = rope.cos_sin(positions_BxT, cfg, dt)
 
@@ -333,16 +303,18 @@ class Decoder(nnx.Module):
     x_BxTxD = self.final_norm(x_BxTxD)
     if hidden_layer is not None:
       return x_BxTxD.astype(jnp.float32)
-    if cfg.tie_word_embeddings:
-      logits_BxTxV = _dense(x_BxTxD, self.embed_VxD[...].astype(dt).T,
-                            preferred_element_type=jnp.float32)
-    else:
-      logits_BxTxV = _dense(x_BxTxD, self.lm_head_DxV[...].astype(dt),
-                            preferred_element_type=jnp.float32)
+    logits_BxTxV = _dense(x_BxTxD, self.head_kernel_DxV(), preferred_element_type=jnp.float32)
     if cache is None:
       return logits_BxTxV
     cache = KVCache(k, v, kv_segments_BxS, start + t)
     return logits_BxTxV, cache
+
+  def head_kernel_DxV(self) -> jax.Array:
+    """The output projection in compute dtype (the embedding's transpose when tied)."""
+    dt = as_dtype(self.cfg.dtype)
+    if self.cfg.tie_word_embeddings:
+      return self.embed_VxD[...].astype(dt).T
+    return self.lm_head_DxV[...].astype(dt)
 
   def init_cache(self, batch: int, size: int, dtype=None) -> KVCache:
     return KVCache.zeros(self.cfg, batch, size, dtype)

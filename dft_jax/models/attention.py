@@ -1,0 +1,112 @@
+"""Softmax attention for the decoder: masks, a custom-VJP core, and blockwise causal attention.
+
+Shapes: B batch, T query length, S key length, N query heads, K key/value heads, G = N // K
+heads per group, H head dim, C query rows per block.
+
+Two things make the training forward/backward cheaper than differentiating a plain softmax
+attention (measured in BENCHMARKS.md):
+- `_core` has a hand-written VJP that keeps the unnormalized probabilities and their row sums
+  from the forward pass, so the backward is four matmuls and one elementwise pass over the
+  [.., Q, S] scores (autodiff of softmax adds several more, and the division by the row sum
+  runs on [Q, S] instead of [Q, H]);
+- without a cache (training, scoring), queries are processed in blocks of C rows that only see
+  the keys up to the block's last row (and no further back than a sliding window), so the
+  masked upper triangle is never computed: (n + 1) / 2n of the full work for n blocks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+MASKED = -1e30  # finite, so a fully masked row (padding) gives a uniform softmax, not NaN
+BLOCK = 64  # query rows per block of the blockwise causal path
+
+
+def attention_mask(q_slots_T, kv_slots_S, q_segments_BxT, kv_segments_BxS, window):
+  """Causal (by slot), same segment, and within `window` slots when one is set."""
+  causal_TxS = kv_slots_S[None, :] <= q_slots_T[:, None]
+  if window is not None:
+    causal_TxS &= (q_slots_T[:, None] - kv_slots_S[None, :]) < window
+  same_BxTxS = q_segments_BxT[:, :, None] == kv_segments_BxS[:, None, :]
+  return causal_TxS[None] & same_BxTxS
+
+
+def _scores(q_BxKxQxH, k_BxKxSxH, mask_Bx1x1xCxS):
+  """Masked float32 scores, their row max subtracted and exponentiated, and 1 / row sum."""
+  b, kv, rows, _ = q_BxKxQxH.shape
+  c, s = mask_Bx1x1xCxS.shape[3], k_BxKxSxH.shape[2]
+  logits = jnp.einsum("bkqh,bksh->bkqs", q_BxKxQxH, k_BxKxSxH,
+                      preferred_element_type=jnp.float32).reshape(b, kv, rows // c, c, s)
+  logits = jnp.where(mask_Bx1x1xCxS, logits, MASKED)
+  e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)).reshape(b, kv, rows, s)
+  return e, 1.0 / jnp.sum(e, axis=-1, keepdims=True)
+
+
+@jax.custom_vjp
+def _core(q_BxKxQxH, k_BxKxSxH, v_BxKxSxH, mask_Bx1x1xCxS):
+  """softmax(q k^T + mask) v over grouped queries (Q = G * C rows, group-major)."""
+  return _core_fwd(q_BxKxQxH, k_BxKxSxH, v_BxKxSxH, mask_Bx1x1xCxS)[0]
+
+
+def _core_fwd(q, k, v, mask):
+  e, inv_sum = _scores(q, k, mask)
+  out = (jnp.einsum("bkqs,bksh->bkqh", e.astype(v.dtype), v,
+                    preferred_element_type=jnp.float32) * inv_sum).astype(v.dtype)
+  return out, (q, k, v, mask, e, inv_sum, out)
+
+
+def _core_bwd(residuals, d_out):
+  """With P = e * inv_sum: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K,
+  dK = dS^T Q (the scale is folded into q by the caller)."""
+  q, k, v, mask, e, inv_sum, out = residuals
+  d_out32 = d_out.astype(jnp.float32)
+  dv = jnp.einsum("bkqs,bkqh->bksh", e, d_out32 * inv_sum)
+  dp = jnp.einsum("bkqh,bksh->bkqs", d_out, v, preferred_element_type=jnp.float32)
+  delta = jnp.sum(d_out32 * out.astype(jnp.float32), axis=-1, keepdims=True)
+  ds = (e * ((dp - delta) * inv_sum)).astype(q.dtype)
+  dq = jnp.einsum("bkqs,bksh->bkqh", ds, k)
+  dk = jnp.einsum("bkqs,bkqh->bksh", ds, q)
+  return dq, dk, dv.astype(v.dtype), None
+
+
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def _grouped(q_BxTxNxH, kv_heads: int):
+  """[B, T, N, H] -> [B, K, G, T, H], the scale 1/sqrt(H) folded in."""
+  b, t, n, h = q_BxTxNxH.shape
+  q = q_BxTxNxH * jnp.asarray(h ** -0.5, q_BxTxNxH.dtype)
+  return q.reshape(b, t, kv_heads, n // kv_heads, h).transpose(0, 2, 3, 1, 4)
+
+
+def _block(q_BxKxGxCxH, k_BxKxSxH, v_BxKxSxH, mask_BxCxS):
+  b, kv, g, c, h = q_BxKxGxCxH.shape
+  out = _core(q_BxKxGxCxH.reshape(b, kv, g * c, h), k_BxKxSxH, v_BxKxSxH,
+              mask_BxCxS[:, None, None])
+  return out.reshape(b, kv, g, c, h)
+
+
+def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, *, causal: bool = False,
+           window: int | None = None, block: int = BLOCK):
+  """Attention output [B, T, N, H]. `causal`: query t and key t are the same slot (no cache),
+  so block i of queries needs keys [max(0, start - window + 1), end) only.
+
+  Heads are moved ahead once ([B, K, G*C, H] queries, [B, K, S, H] keys/values): both products
+  are plain batched matmuls that XLA CPU runs without transposing the scores.
+  """
+  b, t, n, h = q_BxTxNxH.shape
+  kv = k_BxSxKxH.shape[2]
+  q5 = _grouped(q_BxTxNxH, kv)
+  k4, v4 = k_BxSxKxH.transpose(0, 2, 1, 3), v_BxSxKxH.transpose(0, 2, 1, 3)
+  if not causal or t <= block:
+    out5 = _block(q5, k4, v4, mask_BxTxS)
+  else:
+    outs = []
+    for start in range(0, t, block):
+      end = min(start + block, t)
+      lo = 0 if window is None else max(0, start - window + 1)
+      outs.append(_block(q5[:, :, :, start:end], k4[:, :, lo:end], v4[:, :, lo:end],
+                         mask_BxTxS[:, start:end, lo:end]))
+    out5 = jnp.concatenate(outs, axis=3)
+  return out5.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
