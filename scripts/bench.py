@@ -21,7 +21,8 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   POT `empirical_sinkhorn_divergence` time / ott-jax time at the same absolute
                   epsilon, both run to the same accuracy against a float64 reference;
                   ott_library_vs_pot_4096: the loss's own path to a fixed bank
-                  (divergences.sinkhorn_to_bank: the bank's self-transport solved once)
+                  (divergences.sinkhorn_to_bank: the bank's self-transport solved once);
+                  ott_library_kernel_vs_pot_4096: the same in its kernel domain
   ott_vs_pot_curve the same for n = 256 ... 8192 (--ott_sizes), ott's online (low-memory)
                   geometry at the largest n
   decode_vs_hf    tokens/s of our jit'd KV-cache sampler vs `transformers` `generate` (greedy,

@@ -17,8 +17,10 @@ def _plain(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
   return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - target) * weights_BxT)
 
 
-@pytest.mark.parametrize("b,t", [(2, 37), (16, 24), (1, 3)])  # blocks of 64, 8 and 3 positions
-def test_fused_head_nll_value_and_gradients_equal_the_plain_formula(b, t):
+# blocks of 8 positions (the last one padded), of 1, and one block of all 3
+@pytest.mark.parametrize("b,t,rows", [(2, 37, 16), (16, 24, 16), (1, 3, 512)])
+def test_fused_head_nll_value_and_gradients_equal_the_plain_formula(b, t, rows, monkeypatch):
+  monkeypatch.setattr(cross_entropy, "ROWS_PER_BLOCK", rows)
   rng = np.random.RandomState(b * t)
   hidden = jnp.asarray(rng.randn(b, t, 16), jnp.float32)
   kernel = jnp.asarray(0.3 * rng.randn(16, 50), jnp.float32)

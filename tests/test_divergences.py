@@ -94,3 +94,21 @@ def test_sinkhorn_to_a_fixed_bank_equals_the_full_divergence():
       c_ref).max()))
   assert abs(float(D.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7,
                                       max_iterations=5000)(y)[0])) < 1e-3 * float(ref)
+
+
+def test_kernel_domain_equals_log_domain_and_falls_back_on_underflow():
+  """domain='kernel' (scaling iterations on a kernel built once) gives the log domain's value
+  and first variations; a sample far enough out to underflow its kernel row takes the log
+  domain and stays finite."""
+  x, y = _clouds(n=16, m=48)
+  solve = dict(epsilon=0.1, threshold=1e-6, max_iterations=5000)
+  log_fn = jax.jit(D.sinkhorn_to_bank(y, **solve))
+  kernel_fn = jax.jit(D.sinkhorn_to_bank(y, domain="kernel", **solve))
+  for points in (x, x.at[3].set(1e3)):  # the second: exp(-C / eps) underflows on row 3
+    (v_log, c_log), (v_kernel, c_kernel) = log_fn(points), kernel_fn(points)
+    assert np.isfinite(float(v_kernel)) and np.isfinite(np.asarray(c_kernel)).all()
+    np.testing.assert_allclose(float(v_kernel), float(v_log), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(c_kernel), np.asarray(c_log),
+                               atol=1e-3 * float(jnp.abs(c_log).max()))
+  with pytest.raises(ValueError, match="unknown Sinkhorn domain"):
+    D.sinkhorn_to_bank(y, domain="kernal")

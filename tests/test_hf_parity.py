@@ -34,7 +34,7 @@ def test_logits_match_transformers(name, hf_checkpoint):
 
 @pytest.mark.parametrize("name", ["llama3_rope_scaling", "mistral_window"])
 def test_long_sequence_logits_match_transformers(name, hf_checkpoint):
-  """150 tokens: past several blocks of the blockwise causal attention (64 query rows each),
+  """150 tokens: past several blocks of the blockwise causal attention (blocks of 37 query rows),
   with and without a sliding window."""
   path, hf_model = hf_checkpoint(name)
   model = from_pretrained(path, dtype=jnp.float32)

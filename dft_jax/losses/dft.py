@@ -80,6 +80,7 @@ def config(**overrides) -> ml_collections.ConfigDict:
       sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
       sinkhorn_static_bank=False,    # True: epsilon made absolute by the bank's mean self-cost
                                      # and OT(bank, bank) solved once per run (score_function)
+      sinkhorn_domain="log",         # kernel: scaling iterations (static bank; log on underflow)
       groups=tuple(features.GROUPS),
       features="stats",              # stats | embedding | both (losses/embedding.py)
       embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
@@ -112,6 +113,10 @@ def validate(cfg) -> None:
       (cfg.features in embedding.FEATURE_SPACES,
        f"unknown loss.features {cfg.features!r}; available: "
        f"{', '.join(embedding.FEATURE_SPACES)}"),
+      (cfg.sinkhorn_domain in ("log", "kernel"),
+       f"loss.sinkhorn_domain must be 'log' or 'kernel', got {cfg.sinkhorn_domain!r}"),
+      (cfg.sinkhorn_domain == "log" or cfg.sinkhorn_static_bank,
+       "loss.sinkhorn_domain='kernel' needs loss.sinkhorn_static_bank=True"),
       (not cfg.sinkhorn_static_bank or cfg.divergence == "sinkhorn",
        "loss.sinkhorn_static_bank is for divergence='sinkhorn'"),
       (not cfg.sinkhorn_static_bank or cfg.estimator == "score_function",
@@ -134,7 +139,8 @@ def make_divergence(cfg, bank_NxX=None):
                   max_iterations=cfg.sinkhorn_iterations,
                   implicit_diff=cfg.sinkhorn_implicit_diff)
     if cfg.sinkhorn_static_bank:
-      return divergences.make("sinkhorn", bank_MxF=bank_NxX, **kwargs)
+      return divergences.make("sinkhorn", bank_MxF=bank_NxX, domain=cfg.sinkhorn_domain,
+                              **kwargs)
     return divergences.make("sinkhorn", **kwargs)
   return divergences.make(cfg.divergence)
 
@@ -161,6 +167,22 @@ def deployed_logp(model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, va
                                  axis=-1)[..., 0]
   logp_BxC = jnp.where(valid_BxC, logp_BxC, 0.0)  # -inf outside the nucleus past EOS
   return jnp.sum(logp_BxC * valid_BxC, axis=1)
+
+
+def weighted_logp(model, weights_B, *, tokens_BxT, positions_BxT, segments_BxT, sample_BxC,
+                  valid_BxC, prompt_len, temperature, top_p):
+  """sum_i weights_i * log p(x_i) under the deployed decoding. Without truncation (top_p = 1)
+  through the fused LM head (cross_entropy.fused_head_nll at kernel / temperature: the
+  gradient formed in the forward pass, no [B, C, V] logits); else from deployed_logp."""
+  if top_p < 1.0:
+    return jnp.sum(weights_B * deployed_logp(
+        model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, valid_BxC,
+        prompt_len=prompt_len, temperature=temperature, top_p=top_p))
+  hidden_BxCxD = model(tokens_BxT, positions_BxT, segments_BxT,
+                       hidden_layer=model.cfg.num_layers)[:, prompt_len - 1:-1]
+  kernel_DxV = model.head_kernel_DxV() / temperature
+  return -cross_entropy.fused_head_nll(hidden_BxCxD.astype(kernel_DxV.dtype), kernel_DxV,
+                                       sample_BxC, weights_B[:, None] * valid_BxC)
 
 
 def last_document_prompts(batch, rows: int, prompt_len: int):
@@ -190,20 +212,21 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
   advantage_B = jax.lax.stop_gradient(advantage_B)
 
   seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
-  logp = functools.partial(
-      deployed_logp, tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
-      positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]], 1),
-      segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
-      sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
-      temperature=cfg.temperature, top_p=cfg.top_p)
-  logp_B = logp(model)
+  rows = dict(tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
+              positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]],
+                                            1),
+              segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
+              sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
+              temperature=cfg.temperature, top_p=cfg.top_p)
   metrics = {"dist": value, "sample_len": valid_BxC.sum(1).mean(), **group_gaps(std_BxF)}
   kl_term = jnp.zeros(())
   if cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
-    kl_B = jax.lax.stop_gradient(logp_B - logp(anchor))
+    logp_B = deployed_logp(model, **rows)
+    kl_B = jax.lax.stop_gradient(logp_B - deployed_logp(anchor, **rows))
     kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
     metrics["kl"] = kl_B.mean()
-  return jnp.mean(advantage_B * logp_B), kl_term, metrics
+    return jnp.mean(advantage_B * logp_B), kl_term, metrics
+  return weighted_logp(model, advantage_B / advantage_B.shape[0], **rows), kl_term, metrics
 
 
 def straight_through(model, batch, rng, *, ref, cfg, divergence):

@@ -20,7 +20,12 @@ import jax
 import jax.numpy as jnp
 
 MASKED = -1e30  # finite, so a fully masked row (padding) gives a uniform softmax, not NaN
-BLOCK = 64  # query rows per block of the blockwise causal path
+
+
+def block_size(t: int) -> int:
+  """Query rows per block of the blockwise causal path: about four blocks per row, 16 to 128
+  (measured on 2 CPU cores: T = 128 fastest at 16-32, T = 256 at 64; BENCHMARKS.md)."""
+  return max(16, min(128, t // 4))
 
 
 def attention_mask(q_slots_T, kv_slots_S, q_segments_BxT, kv_segments_BxS, window):
@@ -88,7 +93,7 @@ def _block(q_BxKxGxCxH, k_BxKxSxH, v_BxKxSxH, mask_BxCxS):
 
 
 def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, *, causal: bool = False,
-           window: int | None = None, block: int = BLOCK):
+           window: int | None = None, block: int | None = None):
   """Attention output [B, T, N, H]. `causal`: query t and key t are the same slot (no cache),
   so block i of queries needs keys [max(0, start - window + 1), end) only.
 
@@ -97,6 +102,7 @@ def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, *, causal: bool = False,
   """
   b, t, n, h = q_BxTxNxH.shape
   kv = k_BxSxKxH.shape[2]
+  block = block or block_size(t)
   q5 = _grouped(q_BxTxNxH, kv)
   k4, v4 = k_BxSxKxH.transpose(0, 2, 1, 3), v_BxSxKxH.transpose(0, 2, 1, 3)
   if not causal or t <= block:
