@@ -18,6 +18,13 @@ def _reference(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS):
   return jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(logits, axis=-1), v)
 
 
+def _attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, **kw):
+  """attention.attend with keys/values in the reference's [B, S, K, H] layout."""
+  heads_major = lambda x: x.transpose(0, 2, 1, 3)
+  return attention.attend(q_BxTxNxH, heads_major(k_BxSxKxH), heads_major(v_BxSxKxH), mask_BxTxS,
+                          **kw)
+
+
 def _inputs(b=2, t=37, n=4, kv=2, h=8, seed=0):
   rng = np.random.RandomState(seed)
   q, k, v = (jnp.asarray(rng.randn(b, t, heads, h), jnp.float32) for heads in (n, kv, kv))
@@ -36,7 +43,7 @@ def test_blockwise_causal_equals_plain_attention_and_its_gradients(window, block
   q, k, v = _inputs()
   segments = jnp.asarray(np.repeat([[1, 2, 3]], 2, 0).repeat([12, 20, 5], axis=1), jnp.int32)
   mask = _mask(q.shape[1], window, segments)
-  ours = lambda q, k, v: attention.attend(q, k, v, mask, causal=True, window=window,
+  ours = lambda q, k, v: _attend(q, k, v, mask, causal=True, window=window,
                                           block=block)
   ref = lambda q, k, v: _reference(q, k, v, mask)
   np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=2e-6, rtol=0)
@@ -51,17 +58,17 @@ def test_general_mask_path_equals_reference_with_a_cache_shaped_key_axis():
   q, _, _ = _inputs(t=3)
   _, k, v = _inputs(t=11, seed=2)
   mask = jnp.asarray(np.random.RandomState(3).rand(2, 3, 11) < 0.6).at[:, :, 0].set(True)
-  np.testing.assert_allclose(attention.attend(q, k, v, mask), _reference(q, k, v, mask),
+  np.testing.assert_allclose(_attend(q, k, v, mask), _reference(q, k, v, mask),
                              atol=2e-6, rtol=0)
 
 
 def test_bfloat16_blockwise_attention_stays_close_and_keeps_dtypes():
   q, k, v = (x.astype(jnp.bfloat16) for x in _inputs(t=40))
   mask = _mask(40)
-  out = attention.attend(q, k, v, mask, causal=True, block=8)
+  out = _attend(q, k, v, mask, causal=True, block=8)
   assert out.dtype == jnp.bfloat16
   ref = _reference(*(x.astype(jnp.float32) for x in (q, k, v)), mask)
   assert float(jnp.max(jnp.abs(out.astype(jnp.float32) - ref))) < 0.05
-  dq = jax.grad(lambda q: jnp.sum(attention.attend(q, k, v, mask, causal=True, block=8)
+  dq = jax.grad(lambda q: jnp.sum(_attend(q, k, v, mask, causal=True, block=8)
                                   .astype(jnp.float32)))(q)
   assert dq.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(dq.astype(jnp.float32))))

@@ -92,19 +92,20 @@ def _block(q_BxKxGxCxH, k_BxKxSxH, v_BxKxSxH, mask_BxCxS):
   return out.reshape(b, kv, g, c, h)
 
 
-def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, *, causal: bool = False,
+def attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, *, causal: bool = False,
            window: int | None = None, block: int | None = None):
   """Attention output [B, T, N, H]. `causal`: query t and key t are the same slot (no cache),
   so block i of queries needs keys [max(0, start - window + 1), end) only.
 
-  Heads are moved ahead once ([B, K, G*C, H] queries, [B, K, S, H] keys/values): both products
-  are plain batched matmuls that XLA CPU runs without transposing the scores.
+  Keys and values come heads-major (the KV cache's layout) and queries are moved ahead once
+  ([B, K, G*C, H]): both products are plain batched matmuls that XLA CPU runs without
+  transposing the scores.
   """
   b, t, n, h = q_BxTxNxH.shape
-  kv = k_BxSxKxH.shape[2]
+  kv = k_BxKxSxH.shape[1]
   block = block or block_size(t)
   q5 = _grouped(q_BxTxNxH, kv)
-  k4, v4 = k_BxSxKxH.transpose(0, 2, 1, 3), v_BxSxKxH.transpose(0, 2, 1, 3)
+  k4, v4 = k_BxKxSxH, v_BxKxSxH
   if not causal or t <= block:
     out5 = _block(q5, k4, v4, mask_BxTxS)
   else:

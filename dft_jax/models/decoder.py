@@ -91,21 +91,21 @@ class KVCache:
   `segment_ids_BxS` marks which document each slot belongs to (0 = padding), so left-padded
   prompts never attend to their padding.
   """
-  k_LxBxSxKxH: jax.Array
-  v_LxBxSxKxH: jax.Array
+  k_LxBxKxSxH: jax.Array
+  v_LxBxKxSxH: jax.Array
   segment_ids_BxS: jax.Array
   index: jax.Array  # int32 scalar
 
   @classmethod
   def zeros(cls, cfg: ModelConfig, batch: int, size: int, dtype=None) -> "KVCache":
     dtype = as_dtype(dtype or cfg.dtype)
-    shape = (cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim)
+    shape = (cfg.num_layers, batch, cfg.num_kv_heads, size, cfg.head_dim)
     return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
                jnp.zeros((batch, size), jnp.int32), jnp.zeros((), jnp.int32))
 
   @property
   def size(self) -> int:
-    return self.k_LxBxSxKxH.shape[2]
+    return self.k_LxBxKxSxH.shape[3]
 
 
 class RMSNorm(nnx.Module):
@@ -149,8 +149,8 @@ class Attention(nnx.Module):
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
 
-  def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, k_LxBxSxKxH=None,
-               v_LxBxSxKxH=None, index=None):
+  def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, k_LxBxKxSxH=None,
+               v_LxBxKxSxH=None, index=None):
     """Returns the attention output, and the cache of every layer with this layer's keys/values
     written at `index` when given one (updated in place: no per-step copy of the cache)."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
@@ -166,20 +166,21 @@ class Attention(nnx.Module):
       q, k = self.q_norm(q), self.k_norm(k)
     q = rope.apply(q, cos_BxTxH, sin_BxTxH)
     k = rope.apply(k, cos_BxTxH, sin_BxTxH)
-    if k_LxBxSxKxH is not None:  # decoding: write this step's keys/values at `index`
-      at = (jnp.int32(self.layer), jnp.int32(0), jnp.asarray(index, jnp.int32), jnp.int32(0),
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, T, H]: heads ahead
+    if k_LxBxKxSxH is not None:  # decoding: write this step's keys/values at `index`
+      at = (jnp.int32(self.layer), jnp.int32(0), jnp.int32(0), jnp.asarray(index, jnp.int32),
             jnp.int32(0))
-      k_LxBxSxKxH = jax.lax.dynamic_update_slice(k_LxBxSxKxH, k.astype(k_LxBxSxKxH.dtype)[None],
+      k_LxBxKxSxH = jax.lax.dynamic_update_slice(k_LxBxKxSxH, k.astype(k_LxBxKxSxH.dtype)[None],
                                                  at)
-      v_LxBxSxKxH = jax.lax.dynamic_update_slice(v_LxBxSxKxH, v.astype(v_LxBxSxKxH.dtype)[None],
+      v_LxBxKxSxH = jax.lax.dynamic_update_slice(v_LxBxKxSxH, v.astype(v_LxBxKxSxH.dtype)[None],
                                                  at)
-      k, v = k_LxBxSxKxH[self.layer].astype(dt), v_LxBxSxKxH[self.layer].astype(dt)
-    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=k_LxBxSxKxH is None,
+      k, v = k_LxBxKxSxH[self.layer].astype(dt), v_LxBxKxSxH[self.layer].astype(dt)
+    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=k_LxBxKxSxH is None,
                                    window=self.window)
     out_BxTxD = _dense(out_BxTxNxH, _kernel(self, "o_NxHxD", dt), in_dims=2)
     if cfg.o_bias:
       out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
-    return out_BxTxD, k_LxBxSxKxH, v_LxBxSxKxH
+    return out_BxTxD, k_LxBxKxSxH, v_LxBxKxSxH
 
 
 class MLP(nnx.Module):
@@ -292,7 +293,7 @@ class Decoder(nnx.Module):
       x_BxTxD = _dense(soft_tokens_BxTxV.astype(dt), self.embed_VxD[...].astype(dt))
     k = v = None
     if cache is not None:
-      k, v = cache.k_LxBxSxKxH, cache.v_LxBxSxKxH
+      k, v = cache.k_LxBxKxSxH, cache.v_LxBxKxSxH
     if hidden_layer is not None and not (cache is None and 0 <= hidden_layer <= cfg.num_layers):
       raise ValueError(f"hidden_layer must be in [0, {cfg.num_layers}] and used without a "
                        f"cache, got {hidden_layer}")
