@@ -216,28 +216,3 @@ def test_reference_bank_keeps_document_endings():
   docs = ["Short one.", "Another short text here."] * 4
   stats = reference_lib.compute_stats(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
   assert len(stats.bank_NxF) == len(docs) and np.isfinite(stats.bank_NxF).all()
-
-
-@pytest.mark.parametrize("tied", [True, False])
-def test_weighted_logp_through_the_fused_head_equals_the_logits_path(tied):
-  """At top_p = 1 the surrogate sum_i w_i log p(x_i) goes through the fused LM head: same value
-  and parameter gradients as sum_i w_i * deployed_logp(x_i) on materialized logits."""
-  from flax import nnx
-  from dft_jax.losses import dft
-  from dft_jax.models import Decoder
-  model = Decoder(S.MODEL.replace(tie_word_embeddings=tied), rngs=nnx.Rngs(0))
-  rng = np.random.RandomState(0)
-  b, p, c = 5, 4, 9
-  tokens = jnp.asarray(rng.randint(0, 32, (b, p + c)), jnp.int32)
-  rows = dict(tokens_BxT=tokens, positions_BxT=jnp.broadcast_to(jnp.arange(p + c), (b, p + c)),
-              segments_BxT=jnp.ones((b, p + c), jnp.int32), sample_BxC=tokens[:, p:],
-              valid_BxC=jnp.asarray(rng.rand(b, c) > 0.2), prompt_len=p, temperature=0.7,
-              top_p=1.0)
-  w_B = jnp.asarray(rng.randn(b), jnp.float32)
-  fused = lambda m: dft.weighted_logp(m, w_B, **rows)
-  plain = lambda m: jnp.sum(w_B * dft.deployed_logp(m, **rows))
-  np.testing.assert_allclose(fused(model), plain(model), rtol=1e-5)
-  flat = lambda f: nnx.to_flat_state(nnx.state(nnx.grad(f)(model), nnx.Param))
-  for (path, g_fused), (_, g_plain) in zip(flat(fused), flat(plain)):
-    np.testing.assert_allclose(g_fused[...], g_plain[...], rtol=0, err_msg=str(path),
-                               atol=1e-5 * float(jnp.max(jnp.abs(g_plain[...]))) + 1e-8)

@@ -78,13 +78,15 @@ def _unblock(x_NxBxC, pad):
 
 @jax.custom_vjp
 def fused_head_nll(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
-  """sum_bt weights * -log softmax(hidden @ kernel)[target], without the [B, T, V] logits."""
+  """sum_bt weights * -log softmax(hidden @ kernel)[target], without the [B, T, V] logits
+  (each row summed on its own, then the rows)."""
   blocks = _blocks(hidden_BxTxD, targets_BxT, weights_BxT)
 
-  def body(total, block):
+  def body(row_totals_B, block):
     h, tgt, w = block
-    return total + jnp.sum(_block_nll(h, kernel_DxV, tgt, w, False)[0] * w), None
-  return jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks[:3])[0]
+    return row_totals_B + jnp.sum(_block_nll(h, kernel_DxV, tgt, w, False)[0] * w, axis=1), None
+  zeros_B = jnp.zeros(targets_BxT.shape[:1], jnp.float32)
+  return jnp.sum(jax.lax.scan(body, zeros_B, blocks[:3])[0])
 
 
 def _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
@@ -93,18 +95,19 @@ def _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
   *blocks, pad = _blocks(hidden_BxTxD, targets_BxT, weights_BxT)
 
   def body(carry, block):
-    total, d_kernel = carry
+    row_totals_B, d_kernel = carry
     h, tgt, w = block
     nll, d_logits = _block_nll(h, kernel_DxV, tgt, w, True)
     d_h = jnp.einsum("bcv,dv->bcd", d_logits.astype(h.dtype), kernel_DxV)
     d_kernel = d_kernel + jnp.einsum("bcd,bcv->dv", h, d_logits.astype(h.dtype),
                                      preferred_element_type=jnp.float32)
-    return (total + jnp.sum(nll * w), d_kernel), (d_h, nll)
+    return (row_totals_B + jnp.sum(nll * w, axis=1), d_kernel), (d_h, nll)
 
-  init = (jnp.zeros((), jnp.float32), jnp.zeros(kernel_DxV.shape, jnp.float32))
-  (total, d_kernel), (d_h, nll) = jax.lax.scan(body, init, tuple(blocks))
+  init = (jnp.zeros(targets_BxT.shape[:1], jnp.float32),
+          jnp.zeros(kernel_DxV.shape, jnp.float32))
+  (row_totals_B, d_kernel), (d_h, nll) = jax.lax.scan(body, init, tuple(blocks))
   residuals = (_unblock(d_h, pad), d_kernel.astype(kernel_DxV.dtype), _unblock(nll, pad))
-  return total, residuals
+  return jnp.sum(row_totals_B), residuals
 
 
 def _fused_bwd(residuals, g):

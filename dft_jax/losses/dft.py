@@ -169,22 +169,6 @@ def deployed_logp(model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, va
   return jnp.sum(logp_BxC * valid_BxC, axis=1)
 
 
-def weighted_logp(model, weights_B, *, tokens_BxT, positions_BxT, segments_BxT, sample_BxC,
-                  valid_BxC, prompt_len, temperature, top_p):
-  """sum_i weights_i * log p(x_i) under the deployed decoding. Without truncation (top_p = 1)
-  through the fused LM head (cross_entropy.fused_head_nll at kernel / temperature: the
-  gradient formed in the forward pass, no [B, C, V] logits); else from deployed_logp."""
-  if top_p < 1.0:
-    return jnp.sum(weights_B * deployed_logp(
-        model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, valid_BxC,
-        prompt_len=prompt_len, temperature=temperature, top_p=top_p))
-  hidden_BxCxD = model(tokens_BxT, positions_BxT, segments_BxT,
-                       hidden_layer=model.cfg.num_layers)[:, prompt_len - 1:-1]
-  kernel_DxV = model.head_kernel_DxV() / temperature
-  return -cross_entropy.fused_head_nll(hidden_BxCxD.astype(kernel_DxV.dtype), kernel_DxV,
-                                       sample_BxC, weights_B[:, None] * valid_BxC)
-
-
 def last_document_prompts(batch, rows: int, prompt_len: int):
   """(prompts [B, P], mask [B, P]): the first tokens of `rows` rows, only the prompt's last
   document kept (earlier tokens become left padding)."""
@@ -212,21 +196,20 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
   advantage_B = jax.lax.stop_gradient(advantage_B)
 
   seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
-  rows = dict(tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
-              positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]],
-                                            1),
-              segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
-              sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
-              temperature=cfg.temperature, top_p=cfg.top_p)
+  logp = functools.partial(
+      deployed_logp, tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
+      positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]], 1),
+      segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
+      sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
+      temperature=cfg.temperature, top_p=cfg.top_p)
+  logp_B = logp(model)
   metrics = {"dist": value, "sample_len": valid_BxC.sum(1).mean(), **group_gaps(std_BxF)}
   kl_term = jnp.zeros(())
   if cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
-    logp_B = deployed_logp(model, **rows)
-    kl_B = jax.lax.stop_gradient(logp_B - deployed_logp(anchor, **rows))
+    kl_B = jax.lax.stop_gradient(logp_B - logp(anchor))
     kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
     metrics["kl"] = kl_B.mean()
-    return jnp.mean(advantage_B * logp_B), kl_term, metrics
-  return weighted_logp(model, advantage_B / advantage_B.shape[0], **rows), kl_term, metrics
+  return jnp.mean(advantage_B * logp_B), kl_term, metrics
 
 
 def straight_through(model, batch, rng, *, ref, cfg, divergence):
