@@ -106,7 +106,7 @@ def sinkhorn_to_bank(y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
   the faster for the loss's few samples against ~1000 bank rows (0.7 vs 1.2 ms), 1 for
   thousands of points on both sides (it stops as soon as the marginal error is under
   `threshold`). domain='kernel': the two problems by scaling iterations on kernels built once
-  per call (POT's iterations; 5x faster than the log domain at 4096 points), the log domain
+  per call (POT's iterations; 4.4x faster than the log domain at 4096 points), the log domain
   whenever a kernel row or column underflows or the result is not finite."""
   if domain not in ("log", "kernel"):
     raise ValueError(f"unknown Sinkhorn domain {domain!r}; expected 'log' or 'kernel'")
