@@ -43,8 +43,7 @@ def test_blockwise_causal_equals_plain_attention_and_its_gradients(window, block
   q, k, v = _inputs()
   segments = jnp.asarray(np.repeat([[1, 2, 3]], 2, 0).repeat([12, 20, 5], axis=1), jnp.int32)
   mask = _mask(q.shape[1], window, segments)
-  ours = lambda q, k, v: _attend(q, k, v, mask, causal=True, window=window,
-                                          block=block)
+  ours = lambda q, k, v: _attend(q, k, v, mask, causal=True, window=window, block=block)
   ref = lambda q, k, v: _reference(q, k, v, mask)
   np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=2e-6, rtol=0)
   cotangent = jnp.asarray(np.random.RandomState(1).randn(*q.shape), jnp.float32)

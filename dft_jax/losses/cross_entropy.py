@@ -44,16 +44,14 @@ ROWS_PER_BLOCK = 512  # positions (over the whole batch) per block of fused_head
 # fastest of 64 ... 1024 on 2 CPU cores at both benchmark configs (V = 4096 and 8192)
 
 
-def _block_nll(h_BxCxD, kernel_DxV, targets_BxC, weights_BxC, with_grad: bool):
-  """One block: (weighted NLL per position, d(sum)/d logits or None)."""
+def _block_nll(h_BxCxD, kernel_DxV, targets_BxC, weights_BxC):
+  """One block: (NLL per position, d(sum of weighted NLL) / d logits)."""
   logits = jnp.einsum("bcd,dv->bcv", h_BxCxD, kernel_DxV, preferred_element_type=jnp.float32)
   top = jnp.max(logits, axis=-1, keepdims=True)
   e = jnp.exp(logits - top)
   total = jnp.sum(e, axis=-1, keepdims=True)
   target_logit = jnp.take_along_axis(logits, targets_BxC[..., None], axis=-1)[..., 0]
   nll_BxC = (top[..., 0] + jnp.log(total[..., 0])) - target_logit
-  if not with_grad:
-    return nll_BxC, None
   w = weights_BxC[..., None]
   is_target = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2) == targets_BxC[..., None]
   d_logits = e * (w / total) - jnp.where(is_target, w, 0.0)
@@ -79,14 +77,9 @@ def _unblock(x_NxBxC, pad):
 @jax.custom_vjp
 def fused_head_nll(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
   """sum_bt weights * -log softmax(hidden @ kernel)[target], without the [B, T, V] logits
-  (each row summed on its own, then the rows)."""
-  blocks = _blocks(hidden_BxTxD, targets_BxT, weights_BxT)
-
-  def body(row_totals_B, block):
-    h, tgt, w = block
-    return row_totals_B + jnp.sum(_block_nll(h, kernel_DxV, tgt, w, False)[0] * w, axis=1), None
-  zeros_B = jnp.zeros(targets_BxT.shape[:1], jnp.float32)
-  return jnp.sum(jax.lax.scan(body, zeros_B, blocks[:3])[0])
+  (each row summed on its own, then the rows). For training: the gradient is formed on the
+  way, so a call outside differentiation pays for it too (evaluation uses token_nll)."""
+  return _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT)[0]
 
 
 def _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
@@ -97,7 +90,7 @@ def _fused_fwd(hidden_BxTxD, kernel_DxV, targets_BxT, weights_BxT):
   def body(carry, block):
     row_totals_B, d_kernel = carry
     h, tgt, w = block
-    nll, d_logits = _block_nll(h, kernel_DxV, tgt, w, True)
+    nll, d_logits = _block_nll(h, kernel_DxV, tgt, w)
     d_h = jnp.einsum("bcv,dv->bcd", d_logits.astype(h.dtype), kernel_DxV)
     d_kernel = d_kernel + jnp.einsum("bcd,bcv->dv", h, d_logits.astype(h.dtype),
                                      preferred_element_type=jnp.float32)

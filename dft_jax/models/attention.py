@@ -58,13 +58,13 @@ def _core_fwd(q, k, v, mask):
   e, inv_sum = _scores(q, k, mask)
   out = (jnp.einsum("bkqs,bksh->bkqh", e.astype(v.dtype), v,
                     preferred_element_type=jnp.float32) * inv_sum).astype(v.dtype)
-  return out, (q, k, v, mask, e, inv_sum, out)
+  return out, (q, k, v, e, inv_sum, out)
 
 
 def _core_bwd(residuals, d_out):
   """With P = e * inv_sum: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K,
   dK = dS^T Q (the scale is folded into q by the caller)."""
-  q, k, v, mask, e, inv_sum, out = residuals
+  q, k, v, e, inv_sum, out = residuals
   d_out32 = d_out.astype(jnp.float32)
   dv = jnp.einsum("bkqs,bkqh->bksh", e, d_out32 * inv_sum)
   dp = jnp.einsum("bkqh,bksh->bkqs", d_out, v, preferred_element_type=jnp.float32)
@@ -105,15 +105,14 @@ def attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, *, causal: bool = False,
   kv = k_BxKxSxH.shape[1]
   block = block or block_size(t)
   q5 = _grouped(q_BxTxNxH, kv)
-  k4, v4 = k_BxKxSxH, v_BxKxSxH
   if not causal or t <= block:
-    out5 = _block(q5, k4, v4, mask_BxTxS)
+    out5 = _block(q5, k_BxKxSxH, v_BxKxSxH, mask_BxTxS)
   else:
     outs = []
     for start in range(0, t, block):
       end = min(start + block, t)
       lo = 0 if window is None else max(0, start - window + 1)
-      outs.append(_block(q5[:, :, :, start:end], k4[:, :, lo:end], v4[:, :, lo:end],
-                         mask_BxTxS[:, start:end, lo:end]))
+      outs.append(_block(q5[:, :, :, start:end], k_BxKxSxH[:, :, lo:end],
+                         v_BxKxSxH[:, :, lo:end], mask_BxTxS[:, start:end, lo:end]))
     out5 = jnp.concatenate(outs, axis=3)
   return out5.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
