@@ -88,24 +88,29 @@ def _kernel(module, name, dt):
 class KVCache:
   """Keys/values of every layer for slots [0, S), and the next free slot.
 
-  `segment_ids_BxS` marks which document each slot belongs to (0 = padding), so left-padded
-  prompts never attend to their padding.
+  One [B, K, S, H] array per layer (heads-major, as attention reads them), not one stacked
+  [L, ...] array: a decoding step writes each layer's slot in place and reads the layer's keys
+  without slicing them out of a stack (a copy of the whole layer cache per layer and step on
+  XLA CPU). `segment_ids_BxS` marks which document each slot belongs to (0 = padding), so
+  left-padded prompts never attend to their padding.
   """
-  k_LxBxKxSxH: jax.Array
-  v_LxBxKxSxH: jax.Array
+  k_BxKxSxH: tuple[jax.Array, ...]  # one per layer
+  v_BxKxSxH: tuple[jax.Array, ...]
   segment_ids_BxS: jax.Array
   index: jax.Array  # int32 scalar
 
   @classmethod
   def zeros(cls, cfg: ModelConfig, batch: int, size: int, dtype=None) -> "KVCache":
     dtype = as_dtype(dtype or cfg.dtype)
-    shape = (cfg.num_layers, batch, cfg.num_kv_heads, size, cfg.head_dim)
-    return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
+    shape = (batch, cfg.num_kv_heads, size, cfg.head_dim)
+    layers = range(cfg.num_layers)
+    return cls(tuple(jnp.zeros(shape, dtype) for _ in layers),
+               tuple(jnp.zeros(shape, dtype) for _ in layers),
                jnp.zeros((batch, size), jnp.int32), jnp.zeros((), jnp.int32))
 
   @property
   def size(self) -> int:
-    return self.k_LxBxKxSxH.shape[3]
+    return self.k_BxKxSxH[0].shape[2]
 
 
 class RMSNorm(nnx.Module):
@@ -129,7 +134,6 @@ class Attention(nnx.Module):
     pd = as_dtype(cfg.param_dtype)
     d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     self.cfg = cfg
-    self.layer = layer
     self.window = cfg.window(layer)
     self.q_DxNxH = _param(rngs, (d, n, h), pd, ("embed", "heads", "head_dim"))
     self.k_DxKxH = _param(rngs, (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
@@ -149,10 +153,10 @@ class Attention(nnx.Module):
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
 
-  def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, k_LxBxKxSxH=None,
-               v_LxBxKxSxH=None, index=None):
-    """Returns the attention output, and the cache of every layer with this layer's keys/values
-    written at `index` when given one (updated in place: no per-step copy of the cache)."""
+  def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, cache_k_BxKxSxH=None,
+               cache_v_BxKxSxH=None, index=None):
+    """Returns the attention output, and this layer's cache with the new keys/values written at
+    `index` when given one (updated in place by XLA: no per-step copy of the cache)."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
     w = lambda p: p[...].astype(dt)
     q = _dense(x_BxTxD, _kernel(self, "q_DxNxH", dt))
@@ -167,20 +171,19 @@ class Attention(nnx.Module):
     q = rope.apply(q, cos_BxTxH, sin_BxTxH)
     k = rope.apply(k, cos_BxTxH, sin_BxTxH)
     k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, T, H]: heads ahead
-    if k_LxBxKxSxH is not None:  # decoding: write this step's keys/values at `index`
-      at = (jnp.int32(self.layer), jnp.int32(0), jnp.int32(0), jnp.asarray(index, jnp.int32),
-            jnp.int32(0))
-      k_LxBxKxSxH = jax.lax.dynamic_update_slice(k_LxBxKxSxH, k.astype(k_LxBxKxSxH.dtype)[None],
-                                                 at)
-      v_LxBxKxSxH = jax.lax.dynamic_update_slice(v_LxBxKxSxH, v.astype(v_LxBxKxSxH.dtype)[None],
-                                                 at)
-      k, v = k_LxBxKxSxH[self.layer].astype(dt), v_LxBxKxSxH[self.layer].astype(dt)
-    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=k_LxBxKxSxH is None,
+    decoding = cache_k_BxKxSxH is not None
+    if decoding:  # write this step's keys/values at slot `index`
+      cache_k_BxKxSxH = jax.lax.dynamic_update_slice_in_dim(
+          cache_k_BxKxSxH, k.astype(cache_k_BxKxSxH.dtype), index, axis=2)
+      cache_v_BxKxSxH = jax.lax.dynamic_update_slice_in_dim(
+          cache_v_BxKxSxH, v.astype(cache_v_BxKxSxH.dtype), index, axis=2)
+      k, v = cache_k_BxKxSxH.astype(dt), cache_v_BxKxSxH.astype(dt)
+    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=not decoding,
                                    window=self.window)
     out_BxTxD = _dense(out_BxTxNxH, _kernel(self, "o_NxHxD", dt), in_dims=2)
     if cfg.o_bias:
       out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
-    return out_BxTxD, k_LxBxKxSxH, v_LxBxKxSxH
+    return out_BxTxD, cache_k_BxKxSxH, cache_v_BxKxSxH
 
 
 class MLP(nnx.Module):
@@ -291,23 +294,26 @@ class Decoder(nnx.Module):
       x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
     else:
       x_BxTxD = _dense(soft_tokens_BxTxV.astype(dt), self.embed_VxD[...].astype(dt))
-    k = v = None
-    if cache is not None:
-      k, v = cache.k_LxBxKxSxH, cache.v_LxBxKxSxH
     if hidden_layer is not None and not (cache is None and 0 <= hidden_layer <= cfg.num_layers):
       raise ValueError(f"hidden_layer must be in [0, {cfg.num_layers}] and used without a "
                        f"cache, got {hidden_layer}")
+    new_k, new_v = [], []
     for i, block in enumerate(self.layers):
       if i == hidden_layer:
         return x_BxTxD.astype(jnp.float32)
+      k = v = None
+      if cache is not None:
+        k, v = cache.k_BxKxSxH[i], cache.v_BxKxSxH[i]
       x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start)
+      new_k.append(k)
+      new_v.append(v)
     x_BxTxD = self.final_norm(x_BxTxD)
     if hidden_layer is not None:
       return x_BxTxD.astype(jnp.float32)
     logits_BxTxV = _dense(x_BxTxD, self.head_kernel_DxV(), preferred_element_type=jnp.float32)
     if cache is None:
       return logits_BxTxV
-    cache = KVCache(k, v, kv_segments_BxS, start + t)
+    cache = KVCache(tuple(new_k), tuple(new_v), kv_segments_BxS, start + t)
     return logits_BxTxV, cache
 
   def head_kernel_DxV(self) -> jax.Array:
