@@ -52,6 +52,28 @@ def test_kv_cache_decoding_equals_full_forward(prefill):
   assert int(cache.index) == 20
 
 
+def test_kv_cache_holds_each_layers_keys_at_their_slots():
+  """Token-by-token decoding leaves every layer's own [B, K, S, H] array holding what one
+  prefill of the whole sequence writes there, and the slots after it untouched."""
+  cfg = _config()
+  model = _model(cfg)
+  ids = _ids(2, 9)
+  _, prefilled = forward(model, ids, cache=model.init_cache(2, 12))
+  _, stepped = forward(model, ids[:, :1], cache=model.init_cache(2, 12))
+  for t in range(1, 9):
+    _, stepped = forward(model, ids[:, t:t + 1], cache=stepped)
+  assert len(stepped.k_BxKxSxH) == len(stepped.v_BxKxSxH) == cfg.num_layers
+  for layer in range(cfg.num_layers):
+    for a, b in ((stepped.k_BxKxSxH[layer], prefilled.k_BxKxSxH[layer]),
+                 (stepped.v_BxKxSxH[layer], prefilled.v_BxKxSxH[layer])):
+      assert a.shape == (2, cfg.num_kv_heads, 12, cfg.head_dim)
+      np.testing.assert_allclose(np.asarray(a[:, :, :9]), np.asarray(b[:, :, :9]), atol=1e-5,
+                                 rtol=0)
+      assert not np.any(np.asarray(a[:, :, 9:]))
+  # layers hold different keys: no layer wrote into another's array
+  assert not np.allclose(np.asarray(stepped.k_BxKxSxH[0]), np.asarray(stepped.k_BxKxSxH[1]))
+
+
 def test_packed_row_equals_each_document_alone():
   model = _model(_config())
   lengths = (7, 5, 8)
