@@ -112,3 +112,19 @@ def test_kernel_domain_equals_log_domain_and_falls_back_on_underflow():
                                atol=1e-3 * float(jnp.abs(c_log).max()))
   with pytest.raises(ValueError, match="unknown Sinkhorn domain"):
     D.sinkhorn_to_bank(y, domain="kernal")
+
+
+@pytest.mark.parametrize("case", ["near", "far", "small_epsilon"])
+def test_sinkhorn_without_value_gradient_has_the_same_variations_and_value(case):
+  """differentiable_value=False (OT(beta, beta) by kernel scaling iterations, no gradient)
+  leaves c as it was, bit for bit, and the value within the solvers' tolerance."""
+  x, y = _clouds(n=16, m=48)
+  kwargs = dict(epsilon=1e-3 if case == "small_epsilon" else 0.05, threshold=1e-6,
+                max_iterations=5000)
+  if case == "far":
+    x = x + 30.0
+  full = jax.jit(lambda p: D.sinkhorn(p, y, **kwargs))(x)
+  fast = jax.jit(lambda p: D.sinkhorn(p, y, differentiable_value=False, **kwargs))(x)
+  assert np.array_equal(np.asarray(fast[1]), np.asarray(full[1]))
+  assert np.isfinite(float(fast[0]))
+  np.testing.assert_allclose(float(fast[0]), float(full[0]), rtol=1e-4, atol=1e-6)

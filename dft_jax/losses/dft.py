@@ -133,7 +133,8 @@ def validate(cfg) -> None:
 
 def make_divergence(cfg, bank_NxX=None):
   """fn(x, y) -> (D, advantage per sample) for loss.divergence; with sinkhorn_static_bank, bound
-  to the fixed bank `bank_NxX` (its self-transport solved here, once)."""
+  to the fixed bank `bank_NxX` (its self-transport solved here, once); for score_function,
+  Sinkhorn's OT(bank, bank) term (value only) in the kernel domain."""
   if cfg.divergence == "sinkhorn":
     kwargs = dict(epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
                   max_iterations=cfg.sinkhorn_iterations,
@@ -141,7 +142,9 @@ def make_divergence(cfg, bank_NxX=None):
     if cfg.sinkhorn_static_bank:
       return divergences.make("sinkhorn", bank_MxF=bank_NxX, domain=cfg.sinkhorn_domain,
                               **kwargs)
-    return divergences.make("sinkhorn", **kwargs)
+    # the score-function estimator reports D and never differentiates it
+    return divergences.make("sinkhorn", differentiable_value=cfg.estimator != "score_function",
+                            **kwargs)
   return divergences.make(cfg.divergence)
 
 

@@ -7,6 +7,10 @@ finite differences of the sample weights.
 
   sinkhorn  debiased Sinkhorn divergence S_eps (ott-jax), squared-Euclidean cost, fp32;
             c = f_xy - f_xx (dual potentials of OT(alpha, beta) and OT(alpha, alpha)), centred.
+            OT(beta, beta) enters the value only; differentiable_value=False (the score-function
+            estimator, which reports the value and never differentiates it) solves it by
+            scaling iterations on its kernel at the shared epsilon, no gradient: 3.6x less
+            time for a 1024-row bank, c unchanged to the bit
             `sinkhorn_to_bank`: against a fixed bank, OT(beta, beta) solved once at an absolute
             epsilon (the relative one times the bank's mean self-cost), so each call solves
             two problems instead of three; domain='kernel' runs those two on a kernel
@@ -30,20 +34,44 @@ RBF_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def sinkhorn(x_NxF, y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
-             max_iterations: int = 200, a_N=None, implicit_diff: bool = True):
-  """(S_eps(alpha, beta), c_N). epsilon is relative to the mean cost. Gradients with respect
-  to the points: implicit differentiation of the fixed point (default), or unrolled through
-  the Sinkhorn iterations (implicit_diff=False)."""
+             max_iterations: int = 200, a_N=None, implicit_diff: bool = True,
+             differentiable_value: bool = True):
+  """(S_eps(alpha, beta), c_N). epsilon is relative to the mean cost of x against y and shared
+  by the three problems. Gradients with respect to the points: implicit differentiation of
+  the fixed point (default), or unrolled through the Sinkhorn iterations (implicit_diff=False).
+  differentiable_value=False: OT(beta, beta), which c does not depend on, in the kernel
+  domain and without a gradient (the value then differs from the default's by the solvers'
+  tolerance; c is the same computation)."""
   x, y = x_NxF.astype(jnp.float32), y_MxF.astype(jnp.float32)
   a = jnp.full((x.shape[0],), 1.0 / x.shape[0]) if a_N is None else a_N
+  solve = dict(threshold=threshold, max_iterations=max_iterations,
+               **({} if implicit_diff else {"implicit_diff": None}))
+  static = {}
+  if not differentiable_value:
+    eps = pointcloud.PointCloud(x, y, epsilon=epsilon, relative_epsilon="mean").epsilon
+    static = dict(static_b=True, offset_static_b=_self_ot_cost_kernel(
+        y, jax.lax.stop_gradient(eps), threshold, max_iterations))
   with jax.numpy_rank_promotion("allow"):  # ott broadcasts implicitly inside
     value, out = sinkhorn_divergence.sinkdiv(
-        x, y, a=a, epsilon=epsilon, relative_epsilon="mean",
-        solve_kwargs=dict(threshold=threshold, max_iterations=max_iterations,
-                          **({} if implicit_diff else {"implicit_diff": None})))
+        x, y, a=a, epsilon=epsilon, relative_epsilon="mean", solve_kwargs=solve, **static)
   (f_xy, _), (f_xx, _), _ = out.potentials
   c = f_xy - f_xx
   return value, c - jnp.dot(c, a)
+
+
+def _self_ot_cost_kernel(y_MxF, eps, threshold: float, max_iterations: int):
+  """Regularized OT(beta, beta) at absolute `eps` (traced), without gradient: ott's symmetric
+  updates as scaling iterations on exp(-C / eps) (its diagonal is 1, so no row underflows),
+  the log domain if the result is not finite."""
+  y = jax.lax.stop_gradient(y_MxF)
+  b = jnp.full((y.shape[0],), 1.0 / y.shape[0])
+  solve = _symmetric_solve_kwargs(threshold=threshold, max_iterations=max_iterations)
+  with jax.numpy_rank_promotion("allow"):
+    kernel = _Kernel(kernel_matrix=jnp.exp(-_sq_dists(y, y) / eps), epsilon=eps)
+    cost = linear.solve(kernel, a=b, b=b, lse_mode=False, **solve).reg_ot_cost
+    cost = jax.lax.cond(jnp.isfinite(cost), lambda: cost, lambda: linear.solve(
+        pointcloud.PointCloud(y, y, epsilon=eps), a=b, b=b, **solve).reg_ot_cost)
+  return jax.lax.stop_gradient(cost)
 
 
 def _self_ot_cost(y_MxF, epsilon: float, threshold: float, max_iterations: int) -> float:

@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks.common import Options
 from benchmarks.train_step import time_step, tokenizer
 from dft_jax.train import loop
-from dft_jax.losses import divergences, features, reference
+from dft_jax.losses import dft as dft_objective, features, reference
 from dft_jax.models import ModelConfig
 from experiments import dft as dft_exp
 
@@ -21,9 +21,7 @@ def _distance_seconds(loss, ref, tables, vocab_size: int, reps: int) -> float:
   """Median seconds of the featurizer + divergence alone (jit), on random samples of the DFT
   step's shape against the standardized reference bank."""
   bank = jax.numpy.asarray(ref.standardize(ref.bank_NxF))
-  div = divergences.make(loss.divergence, epsilon=loss.epsilon,
-                         threshold=loss.sinkhorn_threshold,
-                         max_iterations=loss.sinkhorn_iterations)
+  div = dft_objective.make_divergence(loss)
   tokens = np.random.RandomState(0).randint(0, vocab_size, (loss.dist_batch, loss.gen_len))
   fn = jax.jit(lambda t: div(features.featurize_batch(t, jax.numpy.ones(t.shape, bool), tables),
                              bank))
