@@ -7,6 +7,7 @@ import json
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 from jax.experimental import multihost_utils
 
 from dft_jax import losses
@@ -47,6 +48,16 @@ def _loss(name, workdir):
           dft_setup.batch(tok, docs, rows=8, length=16))
 
 
+def embedding_of(model):
+  """The starting model's fingerprint and embedding bank of a few fixed windows (what
+  reference.build computes on every process)."""
+  from dft_jax.losses import embedding
+  tokens = np.random.RandomState(1).randint(0, 64, (6, 12)).astype(np.int32)
+  valid = np.arange(12)[None] < np.array([12, 9, 12, 5, 12, 12])[:, None]
+  bank = embedding.embed_bank(model, tokens, valid, 1, "mean", batch_size=4)
+  return {"fingerprint": embedding.fingerprint(model, 1, "mean"), "bank": bank.tolist()}
+
+
 def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   import tempfile
   loss_fn, batch = _loss(loss, tempfile.mkdtemp())
@@ -58,10 +69,11 @@ def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
            for k, v in batch.items()}
   with jax.set_mesh(mesh):
+    starting = embedding_of(nnx.merge(setup.graphdef, state.params, state.frozen))
     state, metrics = step(state, pipeline.to_global(local, mesh_lib.batch_sharding(mesh)))
   gather = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)).tolist()
   params = [gather(x) for x in jax.tree.leaves(state.params)]
-  return {"loss": float(metrics["loss"]), "params": params,
+  return {"loss": float(metrics["loss"]), "params": params, **starting,
           "dist": float(metrics.get("dist", 0.0)), "ce": float(metrics.get("ce", 0.0))}
 
 

@@ -64,18 +64,24 @@ def _free_port():
 
 
 def test_two_processes_agree_with_one():
+  """Data parallel and FSDP across two processes: the step's loss and parameters, and the
+  starting model's embedding fingerprint and bank (gathered from the other process's
+  shards), equal one process's."""
   port = _free_port()
   script = os.path.join(HERE, "sharded_step.py")
-  procs = [subprocess.Popen([sys.executable, script, "--meshes", "2,1,1", "--coordinator",
+  meshes = "2,1,1;1,2,1"
+  procs = [subprocess.Popen([sys.executable, script, "--meshes", meshes, "--coordinator",
                              f"localhost:{port}", "--num_processes", "2", "--process_id",
                              str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=tu.env(1), cwd=tu.REPO) for i in range(2)]
   outs = [p.communicate(timeout=300) for p in procs]
   assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
   line = [l for l in outs[0][0].splitlines() if l.startswith("RESULT ")][-1]
-  two = json.loads(line[len("RESULT "):])["2,1,1"]
-  one = _sharded("2,1,1", devices=2)["2,1,1"]
-  _close(two, one)
+  two, one = json.loads(line[len("RESULT "):]), _sharded(meshes, devices=2)
+  for mesh in meshes.split(";"):
+    _close(two[mesh], one[mesh])
+    assert two[mesh]["fingerprint"] == one[mesh]["fingerprint"] == one["2,1,1"]["fingerprint"]
+    np.testing.assert_allclose(two[mesh]["bank"], one[mesh]["bank"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 POOLINGS = ("mean", "last")
 FEATURE_SPACES = ("stats", "embedding", "both")
@@ -67,28 +68,37 @@ def whitening(bank_NxD: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np
   return mu, (eigvec / np.sqrt(eigval)) @ eigvec.T
 
 
+def _host_copy(x) -> np.ndarray:
+  """The whole of a global array on this host, also where its shards live on other processes
+  (FSDP / tensor parallel across hosts): every process must call it, in the same order."""
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def fingerprint(model, layer: int, pooling: str) -> str:
-  """sha256 of the model's config, every parameter's bytes, the layer and the pooling."""
+  """sha256 of the model's config, every parameter's bytes, the layer and the pooling: the
+  same on every process and for every mesh (parameters gathered one at a time)."""
   h = hashlib.sha256(json.dumps({"layer": layer, "pooling": pooling}).encode())
   h.update(repr(model.cfg).encode())
   for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0],
                            key=lambda x: jax.tree_util.keystr(x[0])):
     h.update(jax.tree_util.keystr(path).encode())
-    h.update(np.asarray(leaf).tobytes())
+    h.update(_host_copy(leaf).tobytes())
   return h.hexdigest()[:16]
 
 
 def embed_bank(model, tokens_NxT: np.ndarray, valid_NxT: np.ndarray, layer: int,
                pooling: str, batch_size: int = 64) -> np.ndarray:
   """[N, D] float32 embeddings of the reference windows, in batches of `batch_size`."""
-  fn = jax.jit(lambda t, v: embed(model, t, v, layer, pooling))
+  graph, state = nnx.split(model)  # an argument, not a constant: it may span other hosts
+  jitted = jax.jit(lambda s, t, v: embed(nnx.merge(graph, s), t, v, layer, pooling))
+  fn = lambda t, v: jitted(state, t, v)
   out = []
   for i in range(0, len(tokens_NxT), batch_size):
     t, v = tokens_NxT[i:i + batch_size], valid_NxT[i:i + batch_size]
     pad = batch_size - len(t)  # one compiled shape for every batch
     t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
     v = np.concatenate([v, np.repeat(v[-1:], pad, 0)])
-    out.append(np.asarray(fn(jnp.asarray(t), jnp.asarray(v)))[:batch_size - pad])
+    out.append(_host_copy(fn(jnp.asarray(t), jnp.asarray(v)))[:batch_size - pad])
   return np.concatenate(out).astype(np.float32)
 
 
