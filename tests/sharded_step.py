@@ -33,7 +33,7 @@ def global_batch(rows=8, length=16):
           "loss_mask": (np.arange(length)[None] % 10 != 0).repeat(rows, 0).astype(np.float32)}
 
 
-def _loss(name, workdir):
+def loss_and_batch(name, workdir):
   if name == "ce":
     return losses.make(ml_collections.ConfigDict({"name": "ce"}), CFG), global_batch()
   import dft_setup
@@ -60,7 +60,7 @@ def embedding_of(model):
 
 def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   import tempfile
-  loss_fn, batch = _loss(loss, tempfile.mkdtemp())
+  loss_fn, batch = loss_and_batch(loss, tempfile.mkdtemp())
   setup = setup_lib.build(CFG, OPTIM, mesh_shape=mesh_shape, devices=devices,
                           grad_accum_steps=grad_accum_steps)
   mesh, state = setup.mesh, setup.init_state(seed=0)

@@ -44,6 +44,34 @@ def test_golden_one_step_loss():
   assert abs(result["loss"] - GOLDEN_LOSS) < 1e-4, result["loss"]
 
 
+def test_a_step_with_a_non_finite_loss_leaves_params_and_optimizer_state_unchanged():
+  import sharded_step
+  from dft_jax.data import pipeline
+  from dft_jax.train import mesh as mesh_lib
+  from dft_jax.train import setup as setup_lib
+  ce, batch = sharded_step.loss_and_batch("ce", None)
+
+  def scaled(scale):  # the CE loss times `scale` (nan: a step whose loss is not finite)
+    def loss_fn(*args, **kwargs):
+      loss, metrics = ce(*args, **kwargs)
+      return loss * scale, metrics
+    return loss_fn
+
+  setup = setup_lib.build(sharded_step.CFG, sharded_step.OPTIM, mesh_shape=(1, 1, 1),
+                          devices=jax.devices()[:1])
+  state = setup.init_state(seed=0)
+  for scale, finite in ((1.0, True), (float("nan"), False), (1.0, True)):
+    before = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    step = setup.train_step(scaled(scale))
+    with jax.set_mesh(setup.mesh):
+      state, metrics = step(state, pipeline.to_global(batch, mesh_lib.batch_sharding(setup.mesh)))
+    after = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after),
+                                                   jax.tree.leaves(before)))
+    assert float(metrics["finite"]) == float(finite) and same != finite
+  assert int(state.step) == 3
+
+
 def test_sharded_step_equals_single_device_step():
   results = _sharded("1,1,1;8,1,1;2,4,1;2,2,2;1,4,2")
   single = results.pop("1,1,1")

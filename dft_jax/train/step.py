@@ -61,12 +61,16 @@ def train_step(state: TrainState, batch: dict, *, graphdef, loss_fn, tx, lr_sche
     if "tokens" in aux:
       aux["tokens"] = aux["tokens"] * grad_accum_steps
   grad_norm = optax.global_norm(grads)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-  new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                            opt_state=keep(opt_state, state.opt_state))
+
+  def update(params, opt_state):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  # a branch, not a select per leaf: the update then writes the donated buffers in place
+  params, opt_state = jax.lax.cond(finite, update, lambda *old: old, state.params,
+                                   state.opt_state)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_schedule(state.step),
              "finite": finite.astype(jnp.float32), **aux}
   return new_state, metrics
