@@ -34,6 +34,7 @@ def global_batch(rows=8, length=16):
 
 
 def loss_and_batch(name, workdir):
+  """(loss_fn, global batch) of loss `name`: ce, or dft-<divergence> (stats under `workdir`)."""
   if name == "ce":
     return losses.make(ml_collections.ConfigDict({"name": "ce"}), CFG), global_batch()
   import dft_setup
