@@ -16,7 +16,9 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   the same two steps (CE + the decode + forward/backward over the sample rows),
                   dft_over_floor = dft_over_ce / dft_flop_floor; dft_static_bank_over_ce: the
                   DFT step with loss.sinkhorn_static_bank; dist_share: the share of the DFT
-                  step spent featurizing the samples and computing the divergence
+                  step spent featurizing the samples and computing the divergence (as the
+                  loss builds it); dist_three_log_problems_s: the same with all three
+                  Sinkhorn problems in ott's log domain, OT(bank, bank) included
   ott_vs_pot_4096 debiased Sinkhorn divergence of two n=4096 clouds in the feature dimension:
                   POT `empirical_sinkhorn_divergence` time / ott-jax time at the same absolute
                   epsilon, both run to the same accuracy against a float64 reference;
