@@ -90,15 +90,14 @@ def embed_bank(model, tokens_NxT: np.ndarray, valid_NxT: np.ndarray, layer: int,
                pooling: str, batch_size: int = 64) -> np.ndarray:
   """[N, D] float32 embeddings of the reference windows, in batches of `batch_size`."""
   graph, state = nnx.split(model)  # an argument, not a constant: it may span other hosts
-  jitted = jax.jit(lambda s, t, v: embed(nnx.merge(graph, s), t, v, layer, pooling))
-  fn = lambda t, v: jitted(state, t, v)
+  fn = jax.jit(lambda s, t, v: embed(nnx.merge(graph, s), t, v, layer, pooling))
   out = []
   for i in range(0, len(tokens_NxT), batch_size):
     t, v = tokens_NxT[i:i + batch_size], valid_NxT[i:i + batch_size]
     pad = batch_size - len(t)  # one compiled shape for every batch
     t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
     v = np.concatenate([v, np.repeat(v[-1:], pad, 0)])
-    out.append(_host_copy(fn(jnp.asarray(t), jnp.asarray(v)))[:batch_size - pad])
+    out.append(_host_copy(fn(state, jnp.asarray(t), jnp.asarray(v)))[:batch_size - pad])
   return np.concatenate(out).astype(np.float32)
 
 
