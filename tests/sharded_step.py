@@ -59,7 +59,7 @@ def embedding_of(model):
   return {"fingerprint": embedding.fingerprint(model, 1, "mean"), "bank": bank.tolist()}
 
 
-def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
+def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce", embedding=False):
   import tempfile
   loss_fn, batch = loss_and_batch(loss, tempfile.mkdtemp())
   setup = setup_lib.build(CFG, OPTIM, mesh_shape=mesh_shape, devices=devices,
@@ -70,7 +70,8 @@ def one_step(mesh_shape, grad_accum_steps=1, devices=None, loss="ce"):
   local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
            for k, v in batch.items()}
   with jax.set_mesh(mesh):
-    starting = embedding_of(nnx.merge(setup.graphdef, state.params, state.frozen))
+    starting = embedding_of(nnx.merge(setup.graphdef, state.params, state.frozen)) \
+        if embedding else {}
     state, metrics = step(state, pipeline.to_global(local, mesh_lib.batch_sharding(mesh)))
   gather = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)).tolist()
   params = [gather(x) for x in jax.tree.leaves(state.params)]
@@ -83,6 +84,8 @@ if __name__ == "__main__":
   parser.add_argument("--meshes", default="1,1,1")
   parser.add_argument("--grad_accum", type=int, default=1)
   parser.add_argument("--loss", default="ce", help="ce | dft-sinkhorn | dft-mmd")
+  parser.add_argument("--embedding", action="store_true",
+                      help="also the starting model's embedding fingerprint and bank")
   parser.add_argument("--coordinator", default=None)
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
@@ -95,6 +98,6 @@ if __name__ == "__main__":
     shape = tuple(int(s) for s in spec.split(","))
     n = int(np.prod([s for s in shape if s > 0]))
     devices = jax.devices()[:n] if -1 not in shape else None
-    out[spec] = one_step(shape, args.grad_accum, devices, args.loss)
+    out[spec] = one_step(shape, args.grad_accum, devices, args.loss, args.embedding)
   if jax.process_index() == 0:
     print("RESULT " + json.dumps(out))

@@ -18,9 +18,9 @@ import train_utils as tu
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _sharded(meshes, devices=8, grad_accum=1):
+def _sharded(meshes, devices=8, grad_accum=1, *flags):
   done = tu.run([sys.executable, os.path.join(HERE, "sharded_step.py"), "--meshes", meshes,
-                 "--grad_accum", str(grad_accum)], devices=devices)
+                 "--grad_accum", str(grad_accum), *flags], devices=devices)
   assert done.returncode == 0, done.stderr[-3000:]
   line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
@@ -98,14 +98,15 @@ def test_two_processes_agree_with_one():
   port = _free_port()
   script = os.path.join(HERE, "sharded_step.py")
   meshes = "2,1,1;1,2,1"
-  procs = [subprocess.Popen([sys.executable, script, "--meshes", meshes, "--coordinator",
-                             f"localhost:{port}", "--num_processes", "2", "--process_id",
-                             str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+  procs = [subprocess.Popen([sys.executable, script, "--meshes", meshes, "--embedding",
+                             "--coordinator", f"localhost:{port}", "--num_processes", "2",
+                             "--process_id", str(i)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env=tu.env(1), cwd=tu.REPO) for i in range(2)]
   outs = [p.communicate(timeout=300) for p in procs]
   assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
   line = [l for l in outs[0][0].splitlines() if l.startswith("RESULT ")][-1]
-  two, one = json.loads(line[len("RESULT "):]), _sharded(meshes, devices=2)
+  two, one = json.loads(line[len("RESULT "):]), _sharded(meshes, 2, 1, "--embedding")
   for mesh in meshes.split(";"):
     _close(two[mesh], one[mesh])
     assert two[mesh]["fingerprint"] == one[mesh]["fingerprint"] == one["2,1,1"]["fingerprint"]

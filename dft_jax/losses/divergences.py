@@ -50,7 +50,7 @@ def sinkhorn(x_NxF, y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
   if not differentiable_value:
     eps = pointcloud.PointCloud(x, y, epsilon=epsilon, relative_epsilon="mean").epsilon
     static = dict(static_b=True, offset_static_b=_self_ot_cost_kernel(
-        y, jax.lax.stop_gradient(eps), threshold, max_iterations))
+        y, eps, threshold, max_iterations))
   with jax.numpy_rank_promotion("allow"):  # ott broadcasts implicitly inside
     value, out = sinkhorn_divergence.sinkdiv(
         x, y, a=a, epsilon=epsilon, relative_epsilon="mean", solve_kwargs=solve, **static)
@@ -63,7 +63,7 @@ def _self_ot_cost_kernel(y_MxF, eps, threshold: float, max_iterations: int):
   """Regularized OT(beta, beta) at absolute `eps` (traced), without gradient: ott's symmetric
   updates as scaling iterations on exp(-C / eps) (its diagonal is 1, so no row underflows),
   the log domain if the result is not finite."""
-  y = jax.lax.stop_gradient(y_MxF)
+  y, eps = jax.lax.stop_gradient((y_MxF, eps))
   b = jnp.full((y.shape[0],), 1.0 / y.shape[0])
   solve = _symmetric_solve_kwargs(threshold=threshold, max_iterations=max_iterations)
   with jax.numpy_rank_promotion("allow"):
@@ -71,7 +71,7 @@ def _self_ot_cost_kernel(y_MxF, eps, threshold: float, max_iterations: int):
     cost = linear.solve(kernel, a=b, b=b, lse_mode=False, **solve).reg_ot_cost
     cost = jax.lax.cond(jnp.isfinite(cost), lambda: cost, lambda: linear.solve(
         pointcloud.PointCloud(y, y, epsilon=eps), a=b, b=b, **solve).reg_ot_cost)
-  return jax.lax.stop_gradient(cost)
+  return cost
 
 
 def _self_ot_cost(y_MxF, epsilon: float, threshold: float, max_iterations: int) -> float:
@@ -130,8 +130,8 @@ def sinkhorn_to_bank(y_MxF, *, epsilon: float = 0.05, threshold: float = 1e-3,
 
   epsilon is relative to the bank's mean self-cost and turned absolute here, once; OT(beta,
   beta) at that epsilon is solved once (to threshold / 100, at least 1e-6: float32) and handed
-  to ott as the static offset. Convergence is checked every `inner_iterations` iterations: 10 (ott's default) is
-  the faster for the loss's few samples against ~1000 bank rows (0.7 vs 1.2 ms), 1 for
+  to ott as the static offset. Convergence is checked every `inner_iterations` iterations:
+  10 (ott's default) is the faster for the loss's few samples against ~1000 bank rows (0.7 vs 1.2 ms), 1 for
   thousands of points on both sides (it stops as soon as the marginal error is under
   `threshold`). domain='kernel': the two problems by scaling iterations on kernels built once
   per call (POT's iterations; 4.4x faster than the log domain at 4096 points), the log domain
