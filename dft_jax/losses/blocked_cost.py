@@ -1,0 +1,109 @@
+"""A squared-Euclidean cost matrix for ott's log-domain Sinkhorn, built once per call with one
+matrix product and reduced in blocks of rows that stay in cache.
+
+ott's `PointCloud` (no `batch_size`) writes the centred, scaled matrix (f + g - C) / eps to
+memory before each log-sum-exp, because its max and its sum both read it: at 4096 x 4096
+points one pass costs ~25 ms on a 2-core CPU where the same arithmetic over blocks of
+2^20 entries costs ~9 ms (BENCHMARKS.md, round 6). The cost itself, |x|^2 + |y|^2 - 2 x.y,
+is one product of the points augmented with their squared norms ([x, |x|^2, 1] . [-2y, 1,
+|y|^2]): 21 ms instead of 56 ms for the product and a second pass over its output.
+
+Weighted log-sum-exps (the `vec` argument, used when ott differentiates the fixed point) and
+everything else go through ott's `Geometry` on the stored matrix, so the solver, its
+implicit differentiation and its outputs are ott's own.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from ott.geometry import geometry
+
+BLOCK_ENTRIES = 2**20  # entries of C per block (4 MB of float32): measured in BENCHMARKS.md
+
+
+def sq_euclidean(x_NxF, y_MxF):
+  """|x_i - y_j|^2 as one matrix product of the points augmented with their squared norms."""
+  x_aug = jnp.concatenate([x_NxF, jnp.sum(x_NxF * x_NxF, -1, keepdims=True),
+                           jnp.ones_like(x_NxF[:, :1])], axis=1)
+  y_aug = jnp.concatenate([-2.0 * y_MxF, jnp.ones_like(y_MxF[:, :1]),
+                           jnp.sum(y_MxF * y_MxF, -1, keepdims=True)], axis=1)
+  return x_aug @ y_aug.T
+
+
+def _rows_per_block(cost_NxM) -> int:
+  n, m = cost_NxM.shape
+  return max(1, min(n, BLOCK_ENTRIES // m))
+
+
+def _block_starts(n: int, rows: int):
+  """Start of block b, clamped so that the last block ends at row n (it overlaps the one
+  before when rows does not divide n)."""
+  return lambda b: jnp.minimum(b * rows, n - rows)
+
+
+def _stabilizer(z, axis):
+  """The shift of a log-sum-exp along `axis`: its maximum (0 where that is not finite)."""
+  m = jax.lax.stop_gradient(jnp.max(z, axis=axis))
+  return jnp.where(jnp.isfinite(m), m, 0.0)
+
+
+def lse_rows(pot_M, cost_NxM, eps):
+  """eps * log sum_j exp((pot_j - C_ij) / eps) for every row i, a block of rows at a time."""
+  n, m = cost_NxM.shape
+  rows = _rows_per_block(cost_NxM)
+  start = _block_starts(n, rows)
+
+  def block(b, out_N):
+    z = (pot_M[None, :] - jax.lax.dynamic_slice(cost_NxM, (start(b), 0), (rows, m))) / eps
+    top = _stabilizer(z, axis=1)
+    lse = eps * (jnp.log(jnp.sum(jnp.exp(z - top[:, None]), axis=1)) + top)
+    return jax.lax.dynamic_update_slice(out_N, lse, (start(b),))
+
+  return jax.lax.fori_loop(0, -(-n // rows), block, jnp.zeros((n,), cost_NxM.dtype))
+
+
+def lse_columns(pot_N, cost_NxM, eps):
+  """eps * log sum_i exp((pot_i - C_ij) / eps) for every column j, reading C by blocks of rows
+  (contiguous) with a running maximum and sum per column: no transposed copy of C."""
+  n, m = cost_NxM.shape
+  rows = _rows_per_block(cost_NxM)
+  start = _block_starts(n, rows)
+
+  def block(b, carry):
+    top_M, total_M = carry
+    i = start(b)
+    z = (jax.lax.dynamic_slice(pot_N, (i,), (rows,))[:, None]
+         - jax.lax.dynamic_slice(cost_NxM, (i, 0), (rows, m))) / eps
+    fresh = (i + jnp.arange(rows)) >= b * rows  # rows the clamped last block has not seen
+    z = jnp.where(fresh[:, None], z, -jnp.inf)
+    new_top = jnp.maximum(top_M, _stabilizer(z, axis=0))
+    total = total_M * jnp.exp(top_M - new_top) + jnp.sum(jnp.exp(z - new_top[None, :]), axis=0)
+    return new_top, total
+
+  init = (jnp.full((m,), -jnp.inf, cost_NxM.dtype), jnp.zeros((m,), cost_NxM.dtype))
+  top, total = jax.lax.fori_loop(0, -(-n // rows), block, init)
+  return eps * (jnp.log(total) + top)
+
+
+@jax.tree_util.register_pytree_node_class
+class BlockedCost(geometry.Geometry):
+  """An ott `Geometry` on a stored cost matrix whose unweighted log-sum-exp passes (the
+  Sinkhorn iterations and their marginal checks) run block by block."""
+
+  @classmethod
+  def prepare_divergences(cls, x, y, static_b: bool = False, **kwargs):
+    """The geometries of ott's Sinkhorn divergence (x/y, x/x and, unless static_b, y/y), the
+    signature `sinkhorn_divergence.sinkhorn_divergence(BlockedCost, x, y, ...)` calls."""
+    pairs = [(x, y), (x, x)] + ([] if static_b else [(y, y)])
+    return tuple(cls(sq_euclidean(p, q), **kwargs) for p, q in pairs)
+
+  def apply_lse_kernel(self, f, g, eps, vec=None, axis=0):
+    if vec is not None:
+      return super().apply_lse_kernel(f, g, eps, vec, axis)
+    if axis == 1:
+      lse, removed = lse_rows(g, self.cost_matrix, eps), f
+    else:
+      lse, removed = lse_columns(f, self.cost_matrix, eps), g
+    # ott's value where the potential it adds and removes again is not finite
+    return jnp.where(jnp.isfinite(removed), lse, removed), jnp.array([1.0])
