@@ -31,17 +31,20 @@ def test_sq_euclidean_equals_pairwise_distances():
 @pytest.mark.parametrize("block_entries", [10**9, 7 * 23, 23])  # one block; 7 rows; one row
 def test_blocked_log_sum_exps_equal_float64(monkeypatch, block_entries):
   """Row and column log-sum-exps over blocks that do not divide the rows (the last block
-  overlaps the one before), with a -inf potential entry and a spread that underflows a plain
-  exp: equal to the float64 reference."""
+  overlaps the one before), with -inf potential entries (a whole first block of them) and a
+  column far enough out that a shift of 0 would underflow it: equal to the float64
+  reference."""
   monkeypatch.setattr(blocked_cost, "BLOCK_ENTRIES", block_entries)
   rng = np.random.RandomState(1)
   n, m, eps = 37, 23, 0.05
   cost = rng.uniform(0, 10, (n, m)).astype(np.float32)
   pot_n = rng.uniform(-5, 5, n).astype(np.float32)
   pot_m = rng.uniform(-5, 5, m).astype(np.float32)
-  pot_n[4] = pot_m[2] = -np.inf
-  rows = jax.jit(blocked_cost.lse_rows)(pot_m, cost, eps)
-  cols = jax.jit(blocked_cost.lse_columns)(pot_n, cost, eps)
+  cost[:, 0] += 40.0  # (pot - C) / eps ~ -800 in that column
+  pot_n[:7] = pot_m[2] = -np.inf
+  # fresh lambdas: jit's cache is keyed by the function, and the block size is read at trace
+  rows = jax.jit(lambda p, c: blocked_cost.lse_rows(p, c, eps))(pot_m, cost)
+  cols = jax.jit(lambda p, c: blocked_cost.lse_columns(p, c, eps))(pot_n, cost)
   c64 = cost.astype(np.float64)
   np.testing.assert_allclose(np.asarray(rows), eps * _lse64((pot_m[None] - c64) / eps, 1),
                              rtol=1e-5, atol=1e-5)

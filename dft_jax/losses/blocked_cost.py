@@ -42,10 +42,8 @@ def _block_starts(n: int, rows: int):
   return lambda b: jnp.minimum(b * rows, n - rows)
 
 
-def _stabilizer(z, axis):
-  """The shift of a log-sum-exp along `axis`: its maximum (0 where that is not finite)."""
-  m = jax.lax.stop_gradient(jnp.max(z, axis=axis))
-  return jnp.where(jnp.isfinite(m), m, 0.0)
+def _finite(top):
+  return jnp.where(jnp.isfinite(top), top, 0.0)
 
 
 def lse_rows(pot_M, cost_NxM, eps):
@@ -56,7 +54,7 @@ def lse_rows(pot_M, cost_NxM, eps):
 
   def block(b, out_N):
     z = (pot_M[None, :] - jax.lax.dynamic_slice(cost_NxM, (start(b), 0), (rows, m))) / eps
-    top = _stabilizer(z, axis=1)
+    top = _finite(jax.lax.stop_gradient(jnp.max(z, axis=1)))  # the shift: the row's max
     lse = eps * (jnp.log(jnp.sum(jnp.exp(z - top[:, None]), axis=1)) + top)
     return jax.lax.dynamic_update_slice(out_N, lse, (start(b),))
 
@@ -77,13 +75,16 @@ def lse_columns(pot_N, cost_NxM, eps):
          - jax.lax.dynamic_slice(cost_NxM, (i, 0), (rows, m))) / eps
     fresh = (i + jnp.arange(rows)) >= b * rows  # rows the clamped last block has not seen
     z = jnp.where(fresh[:, None], z, -jnp.inf)
-    new_top = jnp.maximum(top_M, _stabilizer(z, axis=0))
-    total = total_M * jnp.exp(top_M - new_top) + jnp.sum(jnp.exp(z - new_top[None, :]), axis=0)
-    return new_top, total
+    # the running maximum stays -inf until a column has seen a finite entry, so that a block
+    # of -inf (zero-weight rows) cannot pin the shift above the column's later entries
+    new_top = jnp.maximum(top_M, jax.lax.stop_gradient(jnp.max(z, axis=0)))
+    shift = _finite(new_top)
+    rescale = jnp.where(jnp.isfinite(top_M), jnp.exp(top_M - shift), 0.0)
+    return new_top, total_M * rescale + jnp.sum(jnp.exp(z - shift[None, :]), axis=0)
 
   init = (jnp.full((m,), -jnp.inf, cost_NxM.dtype), jnp.zeros((m,), cost_NxM.dtype))
   top, total = jax.lax.fori_loop(0, -(-n // rows), block, init)
-  return eps * (jnp.log(total) + top)
+  return eps * (jnp.log(total) + _finite(top))
 
 
 @jax.tree_util.register_pytree_node_class

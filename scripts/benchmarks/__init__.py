@@ -3,7 +3,7 @@ of its JSON keys, and prints its own line.
 
   common.py      Options, A/B alternation, the load average
   train_step.py  build_train_step: every builder call (mesh, state, loss, jitted step) of the
-                 benchmark; time_step / ce_step time it
+                 benchmark; step_runner / time_step / ce_step run and time it
   ce.py          ce_vs_hf_small, ce_vs_hf_medium
   mfu.py         mfu_medium, gpu_mfu_1b
   dft.py         dft_over_ce

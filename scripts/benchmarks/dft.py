@@ -9,8 +9,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from benchmarks.common import Options
-from benchmarks.train_step import time_step, tokenizer
+from benchmarks.common import Options, alternate
+from benchmarks.train_step import step_runner, tokenizer
 from dft_jax.train import loop
 from dft_jax.losses import dft as dft_objective, divergences, features, reference
 from dft_jax.models import ModelConfig
@@ -45,17 +45,21 @@ def flop_floor(cfg, config, loss) -> float:
 
 
 def dft_over_ce(opts: Options) -> dict:
-  """DFT step time / CE step time at the default DFT config (experiments/dft.py), tiny model;
-  dist_share: the share of the DFT step spent featurizing and computing the divergence."""
+  """DFT step time / CE step time at the default DFT config (experiments/dft.py), tiny model,
+  the DFT, static-bank DFT and CE steps alternated; dist_share: the share of the DFT step
+  spent featurizing and computing the divergence."""
   config = dft_exp.get_config()
   cfg = ModelConfig(**config.model.to_dict())
   tok = tokenizer(config)
   n = max(opts.batches // 4, 8)
-  dft_s = time_step(config, cfg, tok, n)
+  runs = {"dft": step_runner(config, cfg, tok)}
   config.loss = dft_exp.dft_loss(sinkhorn_static_bank=True)
-  static_s = time_step(config, cfg, tok, n)
+  runs["static"] = step_runner(config, cfg, tok)
   config.loss = ml_collections.ConfigDict({"name": "ce"})
-  ce_s = time_step(config, cfg, tok, n)
+  runs["ce"] = step_runner(config, cfg, tok)
+  # round-robin, so that load drifting during the part moves the three steps alike
+  t = alternate(runs, n, warmup=3)
+  dft_s, static_s, ce_s = t["dft"], t["static"], t["ce"]
   loss = dft_exp.dft_loss()
   ref = reference.stats_for_corpus(config.data.corpus, tok, window=loss.gen_len)
   tables = ref.tables(tok, cfg.vocab_size)

@@ -1,5 +1,5 @@
 """Train steps the benchmarks time: built in one place (build_train_step), then timed on a
-real pipeline batch (time_step) or on a fixed random batch (ce_step)."""
+real pipeline batch (step_runner, time_step) or on a fixed random batch (ce_step)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ def tokenizer(config):
   return loop.tokenizer_for(config, WORKDIR)
 
 
-def time_step(config, cfg, tok, batches: int) -> float:
-  """Seconds per train step of an experiments config (median of `batches` timed steps after
-  3 warm-up steps) on one batch of its corpus."""
+def step_runner(config, cfg, tok):
+  """run(): one train step of an experiments config on one batch of its corpus, the state
+  donated and kept between calls (what time_step times, and what parts that alternate
+  several steps call)."""
   optim = ml_collections.ConfigDict(config.optim.to_dict())
   optim.total_steps = config.total_steps
   built = build_train_step(cfg, optim, config.loss, tok, config.data.corpus)
@@ -53,14 +54,25 @@ def time_step(config, cfg, tok, batches: int) -> float:
   data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size)
   batch = pipeline.to_global(next(iter(pipeline.make_dataset(docs, tok, data_cfg))),
                              mesh_lib.batch_sharding(built.mesh))
-  state, times = built.state, []
-  with jax.set_mesh(built.mesh):
-    for i in range(batches + 3):
-      start = time.perf_counter()
-      state, metrics = built.step(state, batch)
+  box = {"state": built.state}
+
+  def run():
+    with jax.set_mesh(built.mesh):
+      box["state"], metrics = built.step(box["state"], batch)
       jax.block_until_ready(metrics)
-      if i >= 3:
-        times.append(time.perf_counter() - start)
+
+  return run
+
+
+def time_step(config, cfg, tok, batches: int) -> float:
+  """Seconds per train step of an experiments config (median of `batches` timed steps after
+  3 warm-up steps) on one batch of its corpus."""
+  run, times = step_runner(config, cfg, tok), []
+  for i in range(batches + 3):
+    start = time.perf_counter()
+    run()
+    if i >= 3:
+      times.append(time.perf_counter() - start)
   return float(np.median(times))
 
 
