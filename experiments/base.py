@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from dft_jax.models import pretrained
+from dft_jax.models import presets, pretrained
 
 # Model presets: decoder architecture only; numerics (dtype, remat) live in config.model too.
 MODELS = {
@@ -17,6 +17,9 @@ MODELS = {
     # the benchmark's medium config
     "medium": dict(model_type="llama", vocab_size=8192, hidden_size=512, intermediate_size=1408,
                    num_layers=8, num_heads=8, num_kv_heads=8, head_dim=64),
+    # published architectures without their weights (dft_jax.models.presets): for AOT compiles
+    # (python -m dft_jax.aot) and from-scratch runs at their shapes
+    **presets.PRESETS,
 }
 
 
@@ -50,15 +53,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 100
   c.eval_batches = 8
-  c.mesh_shape = (-1, 1, 1)          # ('data', 'fsdp', 'tensor'); one entry may be -1
+  c.mesh_shape = (1, -1, 1)          # ('data', 'fsdp', 'tensor'); one entry may be -1
   c.init_from = ""                   # HF dir | dft_jax model dir | another run's workdir | ""
   c.nan_policy = "stop"              # stop | skip
   c.async_checkpointing = True
 
   c.model = ml_collections.ConfigDict(dict(MODELS["tiny"]))
-  c.model.dtype = "float32"          # compute dtype; "bfloat16" keeps fp32 master weights
+  # "auto": float32 / no remat / blockwise attention on CPU; bfloat16 compute (fp32 master
+  # weights) / full remat / the platform's attention kernel on TPU and GPU
+  c.model.dtype = "auto"             # compute dtype
   c.model.param_dtype = "float32"
-  c.model.remat_policy = "none"
+  c.model.remat_policy = "auto"      # none | full | dots | dots_with_no_batch_dims | auto
+  c.model.attention_impl = "auto"    # xla | splash | splash_interpret | cudnn | auto
   c.model.lora_rank = 0              # > 0: train only LoRA adapters of this rank
   c.model.lora_alpha = 16.0
   c.model.lora_targets = ("q", "k", "v", "o")

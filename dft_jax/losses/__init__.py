@@ -26,6 +26,11 @@ class Context:
   data_dir: str | None = None
   starting_model: Callable | None = None   # () -> the model as training starts (embeddings)
   reference_documents: Any = None          # documents of the embedding bank (default: corpus)
+  reference: Any = None                    # a prebuilt reference.Reference (AOT placeholders)
+  eos_id: int | None = None                # default: the tokenizer's
+
+  def eos(self) -> int:
+    return self.tokenizer.eos_id if self.eos_id is None else self.eos_id
 
 
 def make(loss_cfg, model_cfg, context: Context | None = None) -> LossFn:

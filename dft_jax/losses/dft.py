@@ -296,9 +296,9 @@ def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
 def make(loss_cfg, model_cfg, context):
   """`loss` bound to this run's reference (loaded once), divergence and EOS id."""
   validate(loss_cfg)
-  if context.tokenizer is None:
+  if context.tokenizer is None and context.reference is None:
     raise ValueError("loss.name='dft' needs the run's tokenizer")
-  ref = reference_lib.build(loss_cfg, model_cfg, context)
+  ref = context.reference or reference_lib.build(loss_cfg, model_cfg, context)
   return functools.partial(loss, ref=ref, cfg=loss_cfg,
                            divergence=make_divergence(loss_cfg, ref.bank_NxX),
-                           eos=context.tokenizer.eos_id)
+                           eos=context.eos())

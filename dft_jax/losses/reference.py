@@ -259,3 +259,26 @@ def build(loss_cfg, model_cfg, context) -> Reference:
     std_NxF = ref.standardize(features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid),
                                                        tables))
   return dataclasses.replace(ref, bank_NxX=ref.points(std_NxF, z_NxE), embedder=embedder)
+
+
+def placeholder(loss_cfg, model_cfg, *, bank_rows: int = 1024, seed: int = 0) -> Reference:
+  """A Reference of the right shapes and dtypes with random contents (lookup tables over the
+  model's vocabulary, a bank of `bank_rows` points, an identity whitening): what an
+  ahead-of-time compile of the DFT step needs when the model's tokenizer and corpus are not
+  at hand. Never for training: its statistics mean nothing."""
+  rng = np.random.RandomState(seed)
+  v, f = model_cfg.vocab_size, len(features.FEATURE_NAMES)
+  tables = features.Tables(rng.rand(v) < 0.5, rng.rand(v) < 0.8,
+                           rng.rand(v, len(features.PUNCT_CLASSES)) < 0.01,
+                           rng.randint(0, features.NUM_RANK_BINS, v).astype(np.int32))
+  std_bank_NxF = jnp.asarray(rng.randn(bank_rows, f), jnp.float32)
+  ref = Reference(loss_cfg.features, tables, jnp.zeros(f), jnp.ones(f),
+                  jnp.asarray(features.group_mask(loss_cfg.groups)), std_bank_NxF,
+                  std_bank_NxF, None)
+  if loss_cfg.features == "stats":
+    return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF))
+  e = model_cfg.hidden_size
+  layer = model_cfg.num_layers if loss_cfg.embedding_layer < 0 else loss_cfg.embedding_layer
+  embedder = Embedder(layer, loss_cfg.embedding_pooling, jnp.zeros(e), jnp.eye(e))
+  z_NxE = jnp.asarray(rng.randn(bank_rows, e), jnp.float32)
+  return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF, z_NxE), embedder=embedder)

@@ -16,6 +16,8 @@ attention (measured in BENCHMARKS.md):
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -116,3 +118,75 @@ def attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, *, causal: bool = False,
                          v_BxKxSxH[:, :, lo:end], mask_BxTxS[:, start:end, lo:end]))
     out5 = jnp.concatenate(outs, axis=3)
   return out5.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
+
+
+# --- accelerator kernels: one seam, chosen by ModelConfig.attention_impl --------------------
+
+SPLASH_MIN_BLOCK = 128  # the Pallas TPU kernel tiles queries and keys in multiples of 128 lanes
+
+
+def splash_fits(t: int) -> bool:
+  """Whether a sequence of `t` tokens tiles into the splash kernel's blocks."""
+  return t % SPLASH_MIN_BLOCK == 0
+
+
+def _splash_kernel(t: int, groups: int, window: int | None, interpret: bool):
+  """The Pallas splash kernel for one KV head's `groups` query heads over `t` tokens:
+  causal, or causal within `window` slots (q - kv < window)."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import (  # TPU-only module
+      splash_attention_kernel as splash, splash_attention_mask as masks)
+  if window is None:
+    head_mask = masks.CausalMask((t, t))
+  else:
+    head_mask = masks.LocalMask((t, t), window_size=(window - 1, 0), offset=0)
+  block = next(b for b in (512, 256, 128) if t % b == 0)
+  sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
+                            block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+                            block_q_dq=block, block_kv_dq=block)
+  return splash.make_splash_mqa_single_device(
+      masks.MultiHeadMask([head_mask] * groups), block_sizes=sizes, interpret=interpret), splash
+
+
+def _batch_and_kv_specs(b: int, kv: int):
+  """shard_map specs of [B, K, ...] and [B, T] arrays on the current mesh: batch over the
+  data-parallel axes and KV heads over 'tensor' where they divide, else replicated."""
+  from jax.sharding import PartitionSpec as P
+  mesh = jax.sharding.get_abstract_mesh()
+  names = set(mesh.axis_names)
+  batch = tuple(a for a in ("data", "fsdp") if a in names)
+  b_spec = batch if batch and b % math.prod(mesh.shape[a] for a in batch) == 0 else None
+  k_spec = "tensor" if "tensor" in names and kv % mesh.shape["tensor"] == 0 else None
+  return P(b_spec, k_spec), P(b_spec)
+
+
+def splash_attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, segment_ids_BxT, *,
+                  window: int | None = None, interpret: bool = False):
+  """Causal self-attention [B, T, N, H] by the Pallas splash kernel (TPU; `interpret` runs it
+  on any backend), packed documents kept apart by their segment ids. Under a mesh it runs per
+  shard (shard_map): batch over the data-parallel axes, KV heads over 'tensor'."""
+  b, t, n, h = q_BxTxNxH.shape
+  kv = k_BxKxSxH.shape[1]
+  kernel, splash = _splash_kernel(t, n // kv, window, interpret)
+  q5 = _grouped(q_BxTxNxH, kv)  # [B, K, G, T, H], scale folded in
+
+  def per_shard(q5, k, v, seg):
+    per_kv = lambda q, k, v, s: kernel(q, k, v, segment_ids=splash.SegmentIds(s, s))
+    over_kv = jax.vmap(per_kv, in_axes=(0, 0, 0, None))
+    return jax.vmap(over_kv)(q5, k.astype(q5.dtype), v.astype(q5.dtype), seg)
+
+  if jax.sharding.get_abstract_mesh().empty:
+    out5 = per_shard(q5, k_BxKxSxH, v_BxKxSxH, segment_ids_BxT)
+  else:
+    kv_spec, seg_spec = _batch_and_kv_specs(b, kv)
+    out5 = jax.shard_map(per_shard, in_specs=(kv_spec, kv_spec, kv_spec, seg_spec),
+                         out_specs=kv_spec, check_vma=False)(q5, k_BxKxSxH, v_BxKxSxH,
+                                                             segment_ids_BxT)
+  return out5.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
+
+
+def dot_product_attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS):
+  """`jax.nn.dot_product_attention`: cuDNN's fused kernel where it takes the call (GPU), XLA's
+  otherwise. Grouped heads are passed as they are (the function repeats them itself)."""
+  k, v = k_BxKxSxH.transpose(0, 2, 1, 3), v_BxKxSxH.transpose(0, 2, 1, 3)  # [B, S, K, H]
+  return jax.nn.dot_product_attention(q_BxTxNxH, k.astype(q_BxTxNxH.dtype),
+                                      v.astype(q_BxTxNxH.dtype), mask=mask_BxTxS[:, None])

@@ -16,6 +16,17 @@ import jax.numpy as jnp
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+# Attention kernels (models/attention.py): "xla" the blockwise path with its hand-written VJP
+# (CPU), "splash" the Pallas TPU kernel, "splash_interpret" the same kernel run by the Pallas
+# interpreter (tests on CPU), "cudnn" jax.nn.dot_product_attention (GPU); "auto" by backend.
+ATTENTION_IMPLS = ("auto", "xla", "splash", "splash_interpret", "cudnn")
+# What "auto" numerics become on each backend (`platform_numerics`): accelerators compute in
+# bf16 (master weights stay param_dtype, fp32) and recompute each block in the backward pass.
+AUTO_NUMERICS = {
+    "cpu": dict(dtype="float32", remat_policy="none", attention_impl="xla"),
+    "tpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="splash"),
+    "gpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="cudnn"),
+}
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -70,6 +81,7 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # compute dtype
   remat_policy: str = "none"
+  attention_impl: str = "auto"
   # LoRA: rank 0 = off. Adapters W + (alpha / rank) * A @ B on the targeted projections.
   lora_rank: int = 0
   lora_alpha: float = 16.0
@@ -95,6 +107,9 @@ class ModelConfig:
     if self.remat_policy not in REMAT_POLICIES:
       raise ConfigError(f"unknown remat_policy {self.remat_policy!r}; "
                         f"expected one of {REMAT_POLICIES}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ConfigError(f"unknown attention_impl {self.attention_impl!r}; "
+                        f"expected one of {ATTENTION_IMPLS}")
     as_dtype(self.param_dtype)
     as_dtype(self.dtype)
     if self.lora_rank < 0 or set(self.lora_targets) - set(LORA_TARGETS):
@@ -153,6 +168,16 @@ class ModelConfig:
     if isinstance(d.get("lora_targets"), list):
       d["lora_targets"] = tuple(d["lora_targets"])
     return cls(**d)
+
+
+def platform_numerics(numerics: dict[str, Any], platform: str) -> dict[str, Any]:
+  """`numerics` with each "auto" entry (dtype, remat_policy, attention_impl) replaced by the
+  choice for `platform` (cpu | tpu | gpu; cuda/rocm count as gpu): AUTO_NUMERICS."""
+  platform = "gpu" if platform in ("cuda", "rocm") else platform
+  if platform not in AUTO_NUMERICS:
+    raise ConfigError(f"no automatic numerics for platform {platform!r}; set model.dtype, "
+                      "model.remat_policy and model.attention_impl explicitly")
+  return {k: AUTO_NUMERICS[platform][k] if v == "auto" else v for k, v in numerics.items()}
 
 
 # --- Hugging Face config.json <-> ModelConfig ----------------------------------------------

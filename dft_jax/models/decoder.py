@@ -16,7 +16,7 @@ from flax import nnx
 from flax import struct
 
 from dft_jax.models import attention, rope
-from dft_jax.models.config import ModelConfig, as_dtype
+from dft_jax.models.config import AUTO_NUMERICS, ModelConfig, as_dtype
 
 _REMAT = {
     "full": None,  # save nothing
@@ -153,8 +153,23 @@ class Attention(nnx.Module):
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, cfg, names=("head_dim",))
 
+  def _attend(self, q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, segments_BxT, decoding):
+    """The attention kernel of cfg.attention_impl ("auto": by backend). Decoding with a cache
+    and sequences the splash kernel cannot tile take the blockwise XLA path."""
+    impl = self.cfg.attention_impl
+    if impl == "auto":
+      impl = AUTO_NUMERICS.get(jax.default_backend(), AUTO_NUMERICS["cpu"])["attention_impl"]
+    t = q_BxTxNxH.shape[1]
+    if not decoding and impl.startswith("splash") and attention.splash_fits(t):
+      return attention.splash_attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, segments_BxT,
+                                     window=self.window, interpret=impl == "splash_interpret")
+    if not decoding and impl == "cudnn":
+      return attention.dot_product_attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS)
+    return attention.attend(q_BxTxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxTxS, causal=not decoding,
+                            window=self.window)
+
   def __call__(self, x_BxTxD, cos_BxTxH, sin_BxTxH, mask_BxTxS, cache_k_BxKxSxH=None,
-               cache_v_BxKxSxH=None, index=None):
+               cache_v_BxKxSxH=None, index=None, segments_BxT=None):
     """Returns the attention output, and this layer's cache with the new keys/values written at
     `index` when given one (updated in place by XLA: no per-step copy of the cache)."""
     cfg, dt = self.cfg, as_dtype(self.cfg.dtype)
@@ -178,8 +193,7 @@ class Attention(nnx.Module):
       cache_v_BxKxSxH = jax.lax.dynamic_update_slice_in_dim(
           cache_v_BxKxSxH, v.astype(cache_v_BxKxSxH.dtype), index, axis=2)
       k, v = cache_k_BxKxSxH.astype(dt), cache_v_BxKxSxH.astype(dt)
-    out_BxTxNxH = attention.attend(q, k, v, mask_BxTxS, causal=not decoding,
-                                   window=self.window)
+    out_BxTxNxH = self._attend(q, k, v, mask_BxTxS, segments_BxT, decoding)
     out_BxTxD = _dense(out_BxTxNxH, _kernel(self, "o_NxHxD", dt), in_dims=2)
     if cfg.o_bias:
       out_BxTxD = out_BxTxD + _lead(w(self.o_bias_D), 3)
@@ -226,15 +240,26 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
     self.mlp = MLP(cfg, rngs)
 
-  def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, k=None, v=None, index=None):
-    attn_out, k, v = self.attn(self.attn_norm(x_BxTxD), cos, sin, mask_BxTxS, k, v, index)
+  def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, k=None, v=None, index=None,
+               segments_BxT=None):
+    attn_out, k, v = self.attn(self.attn_norm(x_BxTxD), cos, sin, mask_BxTxS, k, v, index,
+                               segments_BxT)
     x_BxTxD = x_BxTxD + attn_out
     x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
     return x_BxTxD, k, v
 
 
-def _block_apply(block, x, cos, sin, mask, k, v, index):
-  return block(x, cos, sin, mask, k, v, index)
+def _block_apply(block, x, cos, sin, mask, k, v, index, segments):
+  return block(x, cos, sin, mask, k, v, index, segments)
+
+
+def _rematted(policy):
+  """`_block_apply` recomputed in the backward pass. jax.checkpoint over a closure, not
+  nnx.remat: the block only reads its parameters, and models merged at an outer trace level
+  (the KL anchor, the frozen embedder inside the train step) cannot pass an nnx transform."""
+  def apply(block, *args):
+    return jax.checkpoint(lambda *a: _block_apply(block, *a), policy=policy)(*args)
+  return apply
 
 
 def positions_from_segments(segment_ids_BxT: jax.Array) -> jax.Array:
@@ -287,8 +312,8 @@ class Decoder(nnx.Module):
     cos, sin = rope.cos_sin(positions_BxT, cfg, dt)
 
     block_fn = _block_apply
-    if cfg.remat_policy != "none":
-      block_fn = nnx.remat(_block_apply, policy=_REMAT[cfg.remat_policy])
+    if cfg.remat_policy != "none" and cache is None:  # decoding takes no gradient
+      block_fn = _rematted(_REMAT[cfg.remat_policy])
 
     if soft_tokens_BxTxV is None:
       x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
@@ -304,7 +329,8 @@ class Decoder(nnx.Module):
       k = v = None
       if cache is not None:
         k, v = cache.k_BxKxSxH[i], cache.v_BxKxSxH[i]
-      x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start)
+      x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start,
+                               segment_ids_BxT)
       new_k.append(k)
       new_v.append(v)
     x_BxTxD = self.final_norm(x_BxTxD)

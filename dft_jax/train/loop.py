@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from dft_jax.data import corpora, files, pipeline, sources
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.models.config import ModelConfig
+from dft_jax.models.config import ModelConfig, platform_numerics
 from dft_jax.train import checkpoint as ckpt_lib
 from dft_jax.train import mesh as mesh_lib
 from dft_jax.train import setup as setup_lib
@@ -26,7 +26,8 @@ from dft_jax.train import state as state_lib
 from dft_jax.train.metrics import MetricsWriter
 
 # model fields that are training choices, applied on top of init_from's architecture
-NUMERICS = ("dtype", "param_dtype", "remat_policy", "lora_rank", "lora_alpha", "lora_targets")
+NUMERICS = ("dtype", "param_dtype", "remat_policy", "attention_impl", "lora_rank", "lora_alpha",
+            "lora_targets")
 
 
 class TrainError(RuntimeError):
@@ -52,8 +53,11 @@ def check_workdir(workdir: str) -> None:
     raise TrainError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
 
 
-def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
-  numerics = {k: config.model[k] for k in NUMERICS}
+def model_config(config: ml_collections.ConfigDict, platform: str | None = None) -> ModelConfig:
+  """The architecture trained (init_from's, else config.model's) with the run's numerics,
+  "auto" ones chosen for `platform` (default: this process's backend)."""
+  numerics = {k: config.model.get(k, "auto") for k in NUMERICS}
+  numerics = platform_numerics(numerics, platform or jax.default_backend())
   numerics["lora_targets"] = tuple(numerics["lora_targets"])
   if config.init_from:
     cfg = ckpt_lib.init_model_config(config.init_from, **numerics)
@@ -61,7 +65,7 @@ def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
         f"({cfg.num_params:,} parameters)")
     return cfg
   arch = {k: v for k, v in config.model.to_dict().items() if k not in NUMERICS}
-  return ModelConfig(**arch, **numerics)
+  return ModelConfig.from_dict({**arch, **numerics})
 
 
 def tokenizer_for(config, workdir: str) -> tokenizer_lib.Tokenizer:

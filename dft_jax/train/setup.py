@@ -49,14 +49,18 @@ class Setup:
     return mesh_lib.placed(abstract, self.shardings)
 
   def loss_fn(self, loss_cfg, state: state_lib.TrainState, tokenizer=None, corpus: str = "",
-              data_dir: str | None = None, reference_documents: Any = None) -> Callable:
+              data_dir: str | None = None, reference_documents: Any = None,
+              reference: Any = None, eos_id: int | None = None) -> Callable:
     """The objective of `loss_cfg` (losses.make); embedding features and the KL anchor see
-    the model as `state` started (the anchor the state keeps, also after a resume)."""
+    the model as `state` started (the anchor the state keeps, also after a resume).
+    `reference` / `eos_id`: given instead of building them from the tokenizer and corpus
+    (ahead-of-time compiles)."""
     starting_model = None
     if self.with_anchor:
       starting_model = lambda: nnx.merge(self.graphdef, state.anchor, state.frozen)  # noqa: E731
     context = losses.Context(tokenizer, corpus, data_dir, starting_model=starting_model,
-                             reference_documents=reference_documents)
+                             reference_documents=reference_documents, reference=reference,
+                             eos_id=eos_id)
     return losses.make(loss_cfg, self.model_cfg, context)
 
   def train_step(self, loss_fn: Callable):
