@@ -22,6 +22,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiles only: no chip to share
 os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-1")  # any valid name quiets libtpu
 
 import json  # noqa: E402
@@ -153,7 +154,8 @@ def main(argv):
                             aot.state_bytes(state))
       where = (f"mesh {dict(zip(mesh_lib.AXES, better))} fits" if better else
                "no standard fsdp/tensor mesh of this slice fits it")
-      failures.append(f"{name} does not fit: needs {rep.peak_bytes / 2**30:.1f} GiB per chip, "
+      failures.append(f"{name} does not fit: needs {rep.peak_bytes / 2**30:.1f} GiB per chip"
+                      f"{' of temporaries' if not rep.argument_bytes else ''}, "
                       f"{FLAGS.topology} has {rep.hbm_bytes / 2**30:.0f} GiB; {where}")
   for line in failures:
     print(line, flush=True)

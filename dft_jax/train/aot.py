@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 
 import jax
@@ -87,14 +88,15 @@ def jaxpr_flops(jaxpr) -> float:
 
 def analytic_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   """6N (N: parameters the matmuls touch, head included) + causal-dense attention
-  12 L T N H, plus one more forward (2N + 4 L T N H) when every block is recomputed
-  (remat 'full'): what a training step should cost per token."""
+  12 L T N H, plus one more forward of the blocks (2 N_blocks + 4 L T N H) when every block
+  is recomputed (remat 'full'; the fused head forms its gradient in its one pass): what a
+  training step should cost per token."""
   embed = cfg.vocab_size * cfg.hidden_size
-  matmul_params = cfg.num_params - embed * (1 if cfg.tie_word_embeddings else 2) + embed
+  block_params = cfg.num_params - embed * (1 if cfg.tie_word_embeddings else 2)
   attention = cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
-  flops = 6 * matmul_params + 12 * attention
+  flops = 6 * (block_params + embed) + 12 * attention
   if cfg.remat_policy == "full":
-    flops += 2 * matmul_params + 4 * attention
+    flops += 2 * block_params + 4 * attention
   return float(flops)
 
 
@@ -132,12 +134,28 @@ class StepReport:
             f"compiled in {self.compile_s:.0f} s")
 
 
+class OutOfMemory:
+  """A step the TPU compiler refused for HBM: its message says what the step needs."""
+
+  def __init__(self, message: str):
+    self.message = message.splitlines()[0]
+    needed = re.findall(r"\(([\d.]+)([KMGT])\)", self.message)
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    self.needed_bytes = int(float(needed[0][0]) * scale[needed[0][1]]) if needed else 0
+
+
 def compile_step(step_fn, state: TrainState, batch: dict, mesh):
-  """(compiled, jaxpr FLOPs, seconds) of a jitted `step_fn(state, batch)` on `mesh`."""
+  """(compiled or OutOfMemory, jaxpr FLOPs, seconds) of a jitted `step_fn(state, batch)` on
+  `mesh`. The TPU compiler itself rejects a step whose temporaries exceed HBM."""
   start = time.perf_counter()
   with jax.set_mesh(mesh):
     flops = jaxpr_flops(jax.make_jaxpr(step_fn)(state, batch).jaxpr)
-    compiled = step_fn.lower(state, batch).compile()
+    try:
+      compiled = step_fn.lower(state, batch).compile()
+    except jax.errors.JaxRuntimeError as e:
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      compiled = OutOfMemory(str(e))
   return compiled, flops, time.perf_counter() - start
 
 
@@ -146,6 +164,11 @@ def report(compiled, flops: float, seconds: float, *, chips: int, chip: chips_li
   """The compiler's figures of one step and a roofline estimate: time = max(FLOPs / peak,
   bytes accessed / HBM bandwidth) per chip; MFU = model FLOPs (6N + attention of the CE
   tokens) / (time x chips x peak)."""
+  analytic = analytic_flops_per_token(model_cfg, seq_len)
+  if isinstance(compiled, OutOfMemory):  # the compiler's figure: temporaries alone
+    return StepReport(seconds, 0, 0, 0, compiled.needed_bytes, 0, compiled.needed_bytes,
+                      chip.hbm_bytes, False, flops, 0.0, 0.0, tokens, flops / tokens, analytic,
+                      float("nan"), float("nan"))
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -153,7 +176,6 @@ def report(compiled, flops: float, seconds: float, *, chips: int, chip: chips_li
           + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
   bytes_accessed = float(cost.get("bytes accessed", 0.0))
   est = max(flops / chips / chip.bf16_flops, bytes_accessed / chip.hbm_bandwidth)
-  analytic = analytic_flops_per_token(model_cfg, seq_len)
   model_flops = analytic_flops_per_token(model_cfg.replace(remat_policy="none"), seq_len)
   return StepReport(
       compile_s=seconds, argument_bytes=mem.argument_size_in_bytes,

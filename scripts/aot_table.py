@@ -1,0 +1,71 @@
+r"""The pod-scale table of BENCHMARKS.md: `python -m dft_jax.aot --json` for each (preset,
+topology), one after another, then a Markdown table of what the compiler says and the
+roofline estimates (compiler figures and estimates, not measurements).
+
+  python scripts/aot_table.py --out runs/aot                      # the committed table
+  python scripts/aot_table.py --out runs/aot --only llama3.2-1b@v5e:2x4
+
+Each combination's JSON is kept in --out; a rerun reuses those that exist.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+COMBOS = (
+    ("llama3.2-1b", "v5e:2x4", "stats,both"),
+    ("llama3.1-8b", "v5p:4x4x4", "stats,both"),
+    ("llama3.2-1b", "v6e:4x4", "stats"),
+    ("llama3.1-8b", "v6e:4x4", "stats"),
+    ("llama3.1-8b", "v5e:2x2", "stats"),   # does not fit: the command exits 1
+)
+
+
+def run(model: str, topology: str, features: str, out: str) -> dict:
+  path = os.path.join(out, f"{model}@{topology.replace(':', '_')}.json")
+  if not os.path.isfile(path):
+    cmd = [sys.executable, "-m", "dft_jax.aot", f"--config=experiments/dft.py:model={model}",
+           f"--topology={topology}", f"--dft_features={features}", "--json"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in done.stdout.splitlines() if l.strip()]
+    print("\n".join(lines[:-1]), flush=True)
+    result = json.loads(lines[-1])
+    result["exit_code"] = done.returncode
+    with open(path, "w") as f:
+      json.dump(result, f, indent=1)
+  with open(path) as f:
+    return json.load(f)
+
+
+def table(results: list[tuple[str, dict]]) -> str:
+  rows = ["| preset | topology | mesh | step | peak GiB/chip | HBM GiB | fits | "
+          "FLOPs/token (jaxpr) | analytic | est. step | est. MFU | compile s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for model, r in results:
+    mesh = "x".join(str(v) for v in r["mesh"].values())
+    for step, s in r["steps"].items():
+      rows.append(f"| {model} | {r['topology']} | {mesh} | {step} | "
+                  f"{s['peak_bytes'] / 2**30:.1f} | {s['hbm_bytes'] / 2**30:.0f} | "
+                  f"{'yes' if s['fits'] else '**no**'} | {s['flops_per_token']:.2e} | "
+                  f"{s['analytic_flops_per_token']:.2e} | {1e3 * s['est_step_s']:.0f} ms | "
+                  f"{100 * s['est_mfu']:.0f}% | {s['compile_s']:.0f} |")
+  return "\n".join(rows)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--only", default="", help="model@topology[,...]")
+  args = parser.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  wanted = set(filter(None, args.only.split(",")))
+  results = [(m, run(m, t, f, args.out)) for m, t, f in COMBOS
+             if not wanted or f"{m}@{t}" in wanted]
+  print(table(results))
+
+
+if __name__ == "__main__":
+  main()
