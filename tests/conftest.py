@@ -1,8 +1,11 @@
 import os
 import sys
 
-import jax
-import pytest
+# the same numbers on a machine with an accelerator: no TF32 matmuls under fp32 tolerances
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 jax.config.update("jax_numpy_rank_promotion", "raise")

