@@ -182,3 +182,31 @@ def test_reproduce_table_on_two_finished_runs(runs):
     assert set(json.loads(line)) == {"prompt", "text"}
   assert reproduce.row_label({"loss": {"name": "dft", "estimator": "score_function"}}) == \
       "DFT (score-function)"
+
+
+def test_sample_cli_decodes_at_the_given_temperature_and_top_p(runs, tmp_path):
+  """--top_p near 0 keeps only the most likely token: greedy decoding, whatever the
+  temperature; T = 0.7 / top-p = 0.9 is reproducible by seed and not T = 1's draw."""
+  def sample(name, *flags):
+    out = str(tmp_path / f"{name}.jsonl")
+    done = train_utils.run([sys.executable, "-m", "dft_jax.sample", "--workdir", runs["tuned"],
+                            "--num_prompts", "6", "--prompt_len", "4", "--max_new_tokens",
+                            "12", "--out", out, *flags])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line)["text"] for line in open(out)]
+
+  greedy = sample("greedy", "--temperature", "0")
+  assert sample("nucleus_floor", "--temperature", "0.7", "--top_p", "1e-6") == greedy
+  deployed = sample("deployed", "--temperature", "0.7", "--top_p", "0.9")
+  assert sample("deployed_again", "--temperature", "0.7", "--top_p", "0.9") == deployed
+  assert deployed != sample("t1", "--temperature", "1.0") and deployed != greedy
+
+
+def test_bench_quick_part_prints_its_json():
+  """A cheap part of the README's benchmark command (no prepared corpus needed): it runs and
+  its last line is the JSON of its figures."""
+  done = train_utils.run([sys.executable, "scripts/bench.py", "--parts", "decode_vs_hf",
+                          "--quick", "--json"])
+  assert done.returncode == 0, done.stderr[-2000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result["decode_vs_hf"] > 0 and result["decode_tokens_per_s"] > 0

@@ -7,7 +7,7 @@ import time
 from benchmarks.common import Options
 from benchmarks.train_step import time_step, tokenizer
 from dft_jax.data import pipeline, sources
-from dft_jax.models import ModelConfig
+from dft_jax.train import loop
 from experiments import pretrain_tiny
 
 
@@ -28,7 +28,7 @@ def data_pipeline(opts: Options) -> dict:
   """Pipeline tokens/s on the embedded corpus vs the tokens/s a train step of the
   pretrain_tiny config consumes (> 1: the host is not the bottleneck)."""
   config = pretrain_tiny.get_config()
-  cfg = ModelConfig(**config.model.to_dict())
+  cfg = loop.model_config(config)
   tok = tokenizer(config)
   step_s = time_step(config, cfg, tok, max(opts.batches // 3, 10))
   step_tps = config.batch_size * config.seq_len / step_s

@@ -13,7 +13,6 @@ from benchmarks.common import Options, alternate
 from benchmarks.train_step import step_runner, tokenizer
 from dft_jax.train import loop
 from dft_jax.losses import dft as dft_objective, divergences, features, reference
-from dft_jax.models import ModelConfig
 from experiments import dft as dft_exp
 
 
@@ -49,7 +48,7 @@ def dft_over_ce(opts: Options) -> dict:
   the DFT, static-bank DFT and CE steps alternated; dist_share: the share of the DFT step
   spent featurizing and computing the divergence."""
   config = dft_exp.get_config()
-  cfg = ModelConfig(**config.model.to_dict())
+  cfg = loop.model_config(config)
   tok = tokenizer(config)
   n = max(opts.batches // 4, 8)
   runs = {"dft": step_runner(config, cfg, tok)}
