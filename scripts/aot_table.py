@@ -29,11 +29,15 @@ def run(model: str, topology: str, features: str, out: str) -> dict:
     cmd = [sys.executable, "-m", "dft_jax.aot", f"--config=experiments/dft.py:model={model}",
            f"--topology={topology}", f"--dft_features={features}", "--json"]
     print("$", " ".join(cmd[1:]), flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [l for l in done.stdout.splitlines() if l.strip()]
-    print("\n".join(lines[:-1]), flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in proc.stdout:  # each step's line as it is compiled
+      if line.strip():
+        lines.append(line.rstrip())
+        if not line.startswith("{"):
+          print(line.rstrip(), flush=True)
     result = json.loads(lines[-1])
-    result["exit_code"] = done.returncode
+    result["exit_code"] = proc.wait()
     with open(path, "w") as f:
       json.dump(result, f, indent=1)
   with open(path) as f:

@@ -249,6 +249,20 @@ class Block(nnx.Module):
     return x_BxTxD, k, v
 
 
+def shard_batch(x_BxTxD: jax.Array) -> jax.Array:
+  """The activations split by rows over the data-parallel mesh axes ('data', 'fsdp'), when a
+  mesh is set and the rows divide. Without it, GSPMD meets FSDP weights (split on D over
+  'fsdp') with rows split over the same axis and may gather the rows instead: every chip then
+  computes the whole batch (seen in AOT compiles: [B, T, F] activations at the global B)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x_BxTxD
+  axes = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names and mesh.shape[a] > 1)
+  if not axes or x_BxTxD.shape[0] % math.prod(mesh.shape[a] for a in axes):
+    return x_BxTxD
+  return jax.lax.with_sharding_constraint(x_BxTxD, jax.sharding.PartitionSpec(axes))
+
+
 def _block_apply(block, x, cos, sin, mask, k, v, index, segments):
   return block(x, cos, sin, mask, k, v, index, segments)
 
@@ -319,6 +333,7 @@ class Decoder(nnx.Module):
       x_BxTxD = jnp.take(self.embed_VxD[...], tokens_BxT, axis=0).astype(dt)
     else:
       x_BxTxD = _dense(soft_tokens_BxTxV.astype(dt), self.embed_VxD[...].astype(dt))
+    x_BxTxD = shard_batch(x_BxTxD)
     if hidden_layer is not None and not (cache is None and 0 <= hidden_layer <= cfg.num_layers):
       raise ValueError(f"hidden_layer must be in [0, {cfg.num_layers}] and used without a "
                        f"cache, got {hidden_layer}")
@@ -331,6 +346,7 @@ class Decoder(nnx.Module):
         k, v = cache.k_BxKxSxH[i], cache.v_BxKxSxH[i]
       x_BxTxD, k, v = block_fn(block, x_BxTxD, cos, sin, masks[cfg.window(i)], k, v, start,
                                segment_ids_BxT)
+      x_BxTxD = shard_batch(x_BxTxD)
       new_k.append(k)
       new_v.append(v)
     x_BxTxD = self.final_norm(x_BxTxD)
