@@ -9,7 +9,7 @@ Layers, lowest first; a module imports only from its own layer or lower ones
   losses      CE, the DFT objective (reference, features, divergences), token-level baselines
   train       mesh, state, the jitted step, checkpoints, the loop (setup.py builds a run)
   evaluation  samples of trained runs, metrics, judge, tables, plots
-  CLIs        train/__main__, evaluate, sample, convert, stats, sweeps
+  CLIs        train/__main__, evaluate, sample, convert, stats, sweeps, aot
 
 Shapes in names (one legend for the whole package): B batch rows, T sequence (query) length,
 S key length (cache size), P prompt length, C continuation (generated) length, W window
@@ -29,5 +29,5 @@ LAYERS = (
     ("losses",),
     ("train",),
     ("evaluation",),
-    ("", "__main__", "evaluate", "sample", "convert", "stats", "sweeps"),
+    ("", "__main__", "evaluate", "sample", "convert", "stats", "sweeps", "aot"),
 )

@@ -25,7 +25,9 @@ os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiles only: no chip to share
 os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-1")  # any valid name quiets libtpu
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
@@ -145,10 +147,8 @@ def main(argv):
   for name, loss_dict in loss_configs(config).items():
     rep, _, state = compile_one(config, model_cfg, loss_dict, devices, mesh_shape, rows)
     print(rep.line(name), flush=True)
-    steps[name] = {"peak_bytes": rep.peak_bytes, "hbm_bytes": rep.hbm_bytes, "fits": rep.fits,
-                   "flops": rep.flops, "flops_per_token": rep.flops_per_token,
-                   "est_step_s": rep.est_step_s, "est_mfu": rep.est_mfu,
-                   **{k: v for k, v in vars(rep).items() if k not in ("hbm_bytes",)}}
+    steps[name] = {k: None if isinstance(v, float) and math.isnan(v) else v  # JSON null
+                   for k, v in dataclasses.asdict(rep).items()}
     if not rep.fits:
       better = fitting_mesh(config, model_cfg, loss_dict, devices, rows, mesh_shape,
                             aot.state_bytes(state))
