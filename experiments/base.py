@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat_policy = "auto"      # none | full | dots | dots_with_no_batch_dims | auto
   c.model.attention_impl = "auto"    # xla | splash | splash_interpret | cudnn | auto
+  c.model.layer_loop = "auto"        # unrolled | scan (one lax.scan over the blocks) | auto
   c.model.lora_rank = 0              # > 0: train only LoRA adapters of this rank
   c.model.lora_alpha = 16.0
   c.model.lora_targets = ("q", "k", "v", "o")

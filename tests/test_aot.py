@@ -93,10 +93,13 @@ def test_analytic_flops_count_a_full_recompute_as_one_more_forward():
 
 
 def test_auto_numerics_by_platform():
-  auto = dict(dtype="auto", remat_policy="auto", attention_impl="auto", lora_rank=0)
+  auto = dict(dtype="auto", remat_policy="auto", attention_impl="auto", layer_loop="auto",
+              lora_rank=0)
   assert platform_numerics(auto, "tpu") == dict(dtype="bfloat16", remat_policy="full",
-                                                attention_impl="splash", lora_rank=0)
+                                                attention_impl="splash", layer_loop="scan",
+                                                lora_rank=0)
   assert platform_numerics(auto, "cuda")["attention_impl"] == "cudnn"
   assert platform_numerics(auto, "cpu") == dict(dtype="float32", remat_policy="none",
-                                                attention_impl="xla", lora_rank=0)
+                                                attention_impl="xla", layer_loop="unrolled",
+                                                lora_rank=0)
   assert platform_numerics({**auto, "dtype": "float32"}, "tpu")["dtype"] == "float32"

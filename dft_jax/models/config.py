@@ -20,12 +20,16 @@ REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 # (CPU), "splash" the Pallas TPU kernel, "splash_interpret" the same kernel run by the Pallas
 # interpreter (tests on CPU), "cudnn" jax.nn.dot_product_attention (GPU); "auto" by backend.
 ATTENTION_IMPLS = ("auto", "xla", "splash", "splash_interpret", "cudnn")
+LAYER_LOOPS = ("unrolled", "scan")
 # What "auto" numerics become on each backend (`platform_numerics`): accelerators compute in
 # bf16 (master weights stay param_dtype, fp32) and recompute each block in the backward pass.
 AUTO_NUMERICS = {
-    "cpu": dict(dtype="float32", remat_policy="none", attention_impl="xla"),
-    "tpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="splash"),
-    "gpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="cudnn"),
+    "cpu": dict(dtype="float32", remat_policy="none", attention_impl="xla",
+                layer_loop="unrolled"),
+    "tpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="splash",
+                layer_loop="scan"),
+    "gpu": dict(dtype="bfloat16", remat_policy="full", attention_impl="cudnn",
+                layer_loop="scan"),
 }
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -82,6 +86,7 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype
   remat_policy: str = "none"
   attention_impl: str = "auto"
+  layer_loop: str = "unrolled"  # unrolled | scan (lax.scan over stacked blocks) | auto
   # LoRA: rank 0 = off. Adapters W + (alpha / rank) * A @ B on the targeted projections.
   lora_rank: int = 0
   lora_alpha: float = 16.0
@@ -107,6 +112,8 @@ class ModelConfig:
     if self.remat_policy not in REMAT_POLICIES:
       raise ConfigError(f"unknown remat_policy {self.remat_policy!r}; "
                         f"expected one of {REMAT_POLICIES}")
+    if self.layer_loop not in LAYER_LOOPS:
+      raise ConfigError(f"unknown layer_loop {self.layer_loop!r}; expected one of {LAYER_LOOPS}")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ConfigError(f"unknown attention_impl {self.attention_impl!r}; "
                         f"expected one of {ATTENTION_IMPLS}")
@@ -171,7 +178,7 @@ class ModelConfig:
 
 
 def platform_numerics(numerics: dict[str, Any], platform: str) -> dict[str, Any]:
-  """`numerics` with each "auto" entry (dtype, remat_policy, attention_impl) replaced by the
+  """`numerics` with each "auto" entry (dtype, remat_policy, attention_impl, layer_loop) by the
   choice for `platform` (cpu | tpu | gpu; cuda/rocm count as gpu): AUTO_NUMERICS."""
   platform = "gpu" if platform in ("cuda", "rocm") else platform
   if platform not in AUTO_NUMERICS:

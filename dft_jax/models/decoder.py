@@ -337,6 +337,9 @@ class Decoder(nnx.Module):
     if hidden_layer is not None and not (cache is None and 0 <= hidden_layer <= cfg.num_layers):
       raise ValueError(f"hidden_layer must be in [0, {cfg.num_layers}] and used without a "
                        f"cache, got {hidden_layer}")
+    if self._scannable(cache, hidden_layer):
+      x_BxTxD = self._scan_blocks(x_BxTxD, cos, sin, masks[cfg.window(0)], segment_ids_BxT)
+      return self._head(x_BxTxD, hidden_layer)
     new_k, new_v = [], []
     for i, block in enumerate(self.layers):
       if i == hidden_layer:
@@ -349,14 +352,45 @@ class Decoder(nnx.Module):
       x_BxTxD = shard_batch(x_BxTxD)
       new_k.append(k)
       new_v.append(v)
+    if cache is None:
+      return self._head(x_BxTxD, hidden_layer)
+    logits_BxTxV = self._head(x_BxTxD, None)
+    cache = KVCache(tuple(new_k), tuple(new_v), kv_segments_BxS, start + t)
+    return logits_BxTxV, cache
+
+  def _head(self, x_BxTxD, hidden_layer):
+    """Final norm, then the logits (float32), or the normed state when hidden_layer is set."""
     x_BxTxD = self.final_norm(x_BxTxD)
     if hidden_layer is not None:
       return x_BxTxD.astype(jnp.float32)
-    logits_BxTxV = _dense(x_BxTxD, self.head_kernel_DxV(), preferred_element_type=jnp.float32)
-    if cache is None:
-      return logits_BxTxV
-    cache = KVCache(tuple(new_k), tuple(new_v), kv_segments_BxS, start + t)
-    return logits_BxTxV, cache
+    return _dense(x_BxTxD, self.head_kernel_DxV(), preferred_element_type=jnp.float32)
+
+  def _scannable(self, cache, hidden_layer) -> bool:
+    """cfg.layer_loop 'scan' applies without a cache, through every layer, when all layers
+    share one attention window (one block body)."""
+    cfg = self.cfg
+    return (cfg.layer_loop == "scan" and cache is None and hidden_layer in (None, cfg.num_layers)
+            and len({cfg.window(i) for i in range(cfg.num_layers)}) == 1)
+
+  def _scan_blocks(self, x_BxTxD, cos, sin, mask_BxTxS, segments_BxT):
+    """The blocks as one lax.scan over their parameters stacked [L, ...] (copies of the
+    sharded parameters, made in the step): each iteration gathers only its own layer's FSDP
+    shards, where unrolled layers let XLA keep every layer's gathered weights alive from the
+    forward pass to the backward (AOT compiles: BENCHMARKS.md). Parameters and checkpoints
+    keep their per-layer layout."""
+    graphdef = nnx.graphdef(self.layers[0])
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(b) for b in self.layers])
+
+    def body(x_BxTxD, layer_state):
+      block = nnx.merge(graphdef, layer_state)
+      x_BxTxD, _, _ = _block_apply(block, x_BxTxD, cos, sin, mask_BxTxS, None, None, None,
+                                   segments_BxT)
+      return shard_batch(x_BxTxD)
+
+    if self.cfg.remat_policy != "none":
+      body = jax.checkpoint(body, policy=_REMAT[self.cfg.remat_policy])
+    x_BxTxD, _ = jax.lax.scan(lambda x, st: (body(x, st), None), x_BxTxD, stacked)
+    return x_BxTxD
 
   def head_kernel_DxV(self) -> jax.Array:
     """The output projection in compute dtype (the embedding's transpose when tied)."""

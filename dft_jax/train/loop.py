@@ -26,8 +26,8 @@ from dft_jax.train import state as state_lib
 from dft_jax.train.metrics import MetricsWriter
 
 # model fields that are training choices, applied on top of init_from's architecture
-NUMERICS = ("dtype", "param_dtype", "remat_policy", "attention_impl", "lora_rank", "lora_alpha",
-            "lora_targets")
+NUMERICS = ("dtype", "param_dtype", "remat_policy", "attention_impl", "layer_loop", "lora_rank",
+            "lora_alpha", "lora_targets")
 
 
 class TrainError(RuntimeError):
