@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from dft_jax.models.config import ModelConfig, platform_numerics

@@ -2,7 +2,6 @@
 (TPU) run by the Pallas interpreter on CPU, and jax.nn.dot_product_attention (GPU's cuDNN
 path; XLA's on CPU). Values and gradients; causal, sliding window, packed segments, GQA."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from flax import nnx
 from dft_jax.models import attention
 from dft_jax.models.config import ModelConfig
 from dft_jax.models.decoder import Decoder
-from test_attention import _inputs, _mask, _reference
+from test_attention import _inputs, _mask, _reference, assert_same_attention
 
 
 def _heads_major(x_BxSxKxH):
@@ -33,12 +32,8 @@ def test_splash_kernel_equals_textbook_attention_and_its_gradients(window, n, kv
   mask = _mask(t, window, segments)
   ours = lambda q, k, v: attention.splash_attend(q, _heads_major(k), _heads_major(v), segments,
                                                  window=window, interpret=True)
-  ref = lambda q, k, v: _reference(q, k, v, mask)
-  np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=2e-6, rtol=0)
-  cotangent = jnp.asarray(np.random.RandomState(1).randn(*q.shape), jnp.float32)
-  grads = lambda f: jax.grad(lambda *a: jnp.sum(f(*a) * cotangent), argnums=(0, 1, 2))(q, k, v)
-  for g_ours, g_ref in zip(grads(ours), grads(ref)):
-    np.testing.assert_allclose(g_ours, g_ref, atol=3e-5, rtol=0)
+  assert_same_attention(ours, lambda q, k, v: _reference(q, k, v, mask), q, k, v,
+                        grad_atol=3e-5)
 
 
 def test_splash_kernel_only_takes_whole_blocks():
@@ -52,11 +47,8 @@ def test_dot_product_attention_path_equals_textbook_attention_and_its_gradients(
   segments = jnp.asarray(np.repeat([[1, 2, 3]], 2, 0).repeat([12, 20, 5], axis=1), jnp.int32)
   mask = _mask(37, window, segments)
   ours = lambda q, k, v: attention.dot_product_attend(q, _heads_major(k), _heads_major(v), mask)
-  ref = lambda q, k, v: _reference(q, k, v, mask)
-  np.testing.assert_allclose(ours(q, k, v), ref(q, k, v), atol=2e-6, rtol=0)
-  grads = lambda f: jax.grad(lambda *a: jnp.sum(f(*a) ** 2), argnums=(0, 1, 2))(q, k, v)
-  for g_ours, g_ref in zip(grads(ours), grads(ref)):
-    np.testing.assert_allclose(g_ours, g_ref, atol=3e-5, rtol=0)
+  assert_same_attention(ours, lambda q, k, v: _reference(q, k, v, mask), q, k, v,
+                        grad_atol=3e-5)
 
 
 @pytest.mark.parametrize("impl", ["splash_interpret", "cudnn"])
