@@ -87,7 +87,7 @@ def loss_configs(config) -> dict:
 
 
 def compile_one(config, model_cfg, loss_dict, devices, mesh_shape, rows):
-  """(StepReport, Setup) of one step on one mesh."""
+  """(StepReport, abstract state) of one step on one mesh."""
   config = config.copy_and_resolve_references()
   config.mesh_shape = mesh_shape
   loss_cfg = dft_objective.config(**loss_dict) if loss_dict["name"] == "dft" else \
@@ -111,7 +111,7 @@ def compile_one(config, model_cfg, loss_dict, devices, mesh_shape, rows):
                    chip=chips_lib.for_topology(FLAGS.topology), tokens=rows * config.seq_len,
                    model_cfg=model_cfg, seq_len=config.seq_len)
   rep.dist_batch = loss_cfg.dist_batch if loss_dict["name"] == "dft" else 0
-  return rep, setup, state
+  return rep, state
 
 
 def fitting_mesh(config, model_cfg, loss_dict, devices, rows, tried, state_bytes):
@@ -130,6 +130,13 @@ def fitting_mesh(config, model_cfg, loss_dict, devices, rows, tried, state_bytes
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
+  try:
+    run()
+  except ValueError as e:  # a bad topology, mesh, step or config: one line
+    sys.exit(f"aot: error: {str(e).splitlines()[0]}")
+
+
+def run():
   config = FLAGS.config
   devices = aot.topology_devices(FLAGS.topology)
   chip = chips_lib.for_topology(FLAGS.topology)
@@ -141,11 +148,12 @@ def main(argv):
   print(f"aot: {FLAGS.topology} ({len(devices)} x {chip.name}, {chip.hbm_bytes / 2**30:.0f} "
         f"GiB HBM each) | mesh {mesh} | {model_cfg.model_type} {model_cfg.num_params:,} "
         f"parameters, compute {model_cfg.dtype}, params {model_cfg.param_dtype}, remat "
-        f"{model_cfg.remat_policy}, attention {model_cfg.attention_impl} | batch {rows} x "
+        f"{model_cfg.remat_policy}, attention {model_cfg.attention_impl}, layers "
+        f"{model_cfg.layer_loop} | batch {rows} x "
         f"{FLAGS.seq_len} tokens", flush=True)
   steps, failures = {}, []
   for name, loss_dict in loss_configs(config).items():
-    rep, _, state = compile_one(config, model_cfg, loss_dict, devices, mesh_shape, rows)
+    rep, state = compile_one(config, model_cfg, loss_dict, devices, mesh_shape, rows)
     print(rep.line(name), flush=True)
     steps[name] = {k: None if isinstance(v, float) and math.isnan(v) else v  # JSON null
                    for k, v in dataclasses.asdict(rep).items()}

@@ -103,3 +103,11 @@ def test_auto_numerics_by_platform():
                                                 attention_impl="xla", layer_loop="unrolled",
                                                 lora_rank=0)
   assert platform_numerics({**auto, "dtype": "float32"}, "tpu")["dtype"] == "float32"
+
+
+def test_a_bad_topology_or_mesh_is_one_line():
+  for args, what in ((["--topology=v9z:2x2"], "v9z"), (["--topology=v5e:2x2", "--mesh=fsdp:3"],
+                                                       "mesh_shape")):
+    code, lines, err = _aot("--config=experiments/sft.py:model=tiny", "--steps=ce", *args)
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("aot: error:") and what in last, err[-2000:]
