@@ -160,13 +160,13 @@ def run():
     if not rep.fits:
       better = fitting_mesh(config, model_cfg, loss_dict, devices, rows, mesh_shape,
                             aot.state_bytes(state))
-      where = (f"mesh {dict(zip(mesh_lib.AXES, better))} fits" if better else
+      where = (f"mesh {dict(zip(mesh_lib.AXES, better))} fits it" if better else
                "no standard fsdp/tensor mesh of this slice fits it")
-      failures.append(f"{name} does not fit: needs {rep.peak_bytes / 2**30:.1f} GiB per chip"
-                      f"{' of temporaries' if not rep.argument_bytes else ''}, "
-                      f"{FLAGS.topology} has {rep.hbm_bytes / 2**30:.0f} GiB; {where}")
-  for line in failures:
-    print(line, flush=True)
+      failures.append(f"{name} needs {rep.peak_bytes / 2**30:.1f} GiB per chip"
+                      f"{' of temporaries' if not rep.argument_bytes else ''} ({where})")
+  if failures:
+    print(f"does not fit on {FLAGS.topology} ({chip.hbm_bytes / 2**30:.0f} GiB HBM per chip): "
+          + "; ".join(failures), flush=True)
   if FLAGS.json:
     print(json.dumps({"topology": FLAGS.topology, "chips": len(devices), "mesh": mesh,
                       "steps": steps}))

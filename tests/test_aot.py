@@ -67,8 +67,8 @@ def test_a_step_that_cannot_fit_is_one_line_and_exit_1():
                           "--seq_len=2048", "--rows_per_chip=1024", "--steps=ce")
   assert code == 1, err[-3000:]
   failures = [l for l in lines if "does not fit" in l]
-  assert len(failures) == 1 and failures[0].startswith("ce does not fit: needs")
-  assert "no standard fsdp/tensor mesh" in failures[0]
+  assert len(failures) == 1 and failures[0].startswith("does not fit on v5e:2x2 (16 GiB")
+  assert "ce needs" in failures[0] and "no standard fsdp/tensor mesh" in failures[0]
 
 
 def test_jaxpr_flops_counts_loop_bodies_times_their_trip_counts():
