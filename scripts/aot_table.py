@@ -51,11 +51,13 @@ def table(results: list[tuple[str, dict]]) -> str:
   for model, r in results:
     mesh = "x".join(str(v) for v in r["mesh"].values())
     for step, s in r["steps"].items():
-      rows.append(f"| {model} | {r['topology']} | {mesh} | {step} | "
-                  f"{s['peak_bytes'] / 2**30:.1f} | {s['hbm_bytes'] / 2**30:.0f} | "
-                  f"{'yes' if s['fits'] else '**no**'} | {s['flops_per_token']:.2e} | "
-                  f"{s['analytic_flops_per_token']:.2e} | {1e3 * s['est_step_s']:.0f} ms | "
-                  f"{100 * s['est_mfu']:.0f}% | {s['compile_s']:.0f} |")
+      est = ("– | –" if s["est_step_s"] is None else
+             f"{1e3 * s['est_step_s']:.0f} ms | {100 * s['est_mfu']:.0f}%")
+      peak = f"{s['peak_bytes'] / 2**30:.1f}" + ("" if s["argument_bytes"] else " (temps)")
+      rows.append(f"| {model} | {r['topology']} | {mesh} | {step} | {peak} | "
+                  f"{s['hbm_bytes'] / 2**30:.0f} | {'yes' if s['fits'] else '**no**'} | "
+                  f"{s['flops_per_token']:.2e} | {s['analytic_flops_per_token']:.2e} | {est} | "
+                  f"{s['compile_s']:.0f} |")
   return "\n".join(rows)
 
 
