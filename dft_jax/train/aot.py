@@ -19,10 +19,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dft_jax.models.config import ModelConfig
 from dft_jax.train import chips as chips_lib
+from dft_jax.train import loop
 from dft_jax.train import mesh as mesh_lib
 from dft_jax.train.state import TrainState
 
@@ -87,16 +87,14 @@ def jaxpr_flops(jaxpr) -> float:
 
 
 def analytic_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-  """6N (N: parameters the matmuls touch, head included) + causal-dense attention
-  12 L T N H, plus one more forward of the blocks (2 N_blocks + 4 L T N H) when every block
-  is recomputed (remat 'full'; the fused head forms its gradient in its one pass): what a
-  training step should cost per token."""
-  embed = cfg.vocab_size * cfg.hidden_size
-  block_params = cfg.num_params - embed * (1 if cfg.tie_word_embeddings else 2)
-  attention = cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
-  flops = 6 * (block_params + embed) + 12 * attention
+  """The loop's model FLOPs per token (6N + causal-dense attention 12 L T N H), plus one more
+  forward of the blocks (2 N_blocks + 4 L T N H) when every block is recomputed (remat
+  'full'; the fused head forms its gradient in its one pass): what a training step costs."""
+  flops = loop.flops_per_token(cfg, seq_len)
   if cfg.remat_policy == "full":
-    flops += 2 * block_params + 4 * attention
+    embed = cfg.vocab_size * cfg.hidden_size
+    block_params = cfg.num_params - embed * (1 if cfg.tie_word_embeddings else 2)
+    flops += 2 * block_params + 4 * cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
   return float(flops)
 
 
@@ -176,7 +174,7 @@ def report(compiled, flops: float, seconds: float, *, chips: int, chip: chips_li
           + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
   bytes_accessed = float(cost.get("bytes accessed", 0.0))
   est = max(flops / chips / chip.bf16_flops, bytes_accessed / chip.hbm_bandwidth)
-  model_flops = analytic_flops_per_token(model_cfg.replace(remat_policy="none"), seq_len)
+  model_flops = loop.flops_per_token(model_cfg, seq_len)
   return StepReport(
       compile_s=seconds, argument_bytes=mem.argument_size_in_bytes,
       output_bytes=mem.output_size_in_bytes, alias_bytes=mem.alias_size_in_bytes,
@@ -195,6 +193,3 @@ def candidate_meshes(chips: int) -> list[tuple[int, int, int]]:
   """The standard splits to try when a step does not fit: all-FSDP, then FSDP x tensor."""
   return [(1, chips // t, t) for t in (1, 2, 4, 8, 16) if chips % t == 0 and t <= chips]
 
-
-def replicated(mesh):
-  return NamedSharding(mesh, P())
