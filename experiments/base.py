@@ -76,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tokenizer_corpus = "news,encyclopedia,legal,literary,aphorisms"
   c.data.data_dir = ""               # "" = $DFT_JAX_DATA or ~/.cache/dft_jax
   c.data.worker_count = 0
+  c.data.shard_by = "rows"           # over hosts: "rows" of one global stream | "documents"
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 3e-3

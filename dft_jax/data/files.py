@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 @contextlib.contextmanager
@@ -21,6 +23,28 @@ def atomic_path(path: str, suffix: str = ""):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+@contextlib.contextmanager
+def process_zero_first(name: str):
+  """Process 0 runs the block first and the other processes after it, behind a barrier: for a
+  shared cache (a prepared dataset, a trained tokenizer) that process 0 writes and the others
+  then find, where writing it from every host at once would race. One process: no barrier."""
+  waits = jax.process_count() > 1
+  if waits and jax.process_index() != 0:
+    multihost_utils.sync_global_devices(name)
+  yield
+  if waits and jax.process_index() == 0:
+    multihost_utils.sync_global_devices(name)
+
+
+def exists_on_process_zero(path: str) -> bool:
+  """Whether `path` exists, as process 0 sees it: every process takes the same branch (so their
+  barriers match) even while process 0 is writing the file."""
+  exists = os.path.exists(path)
+  if jax.process_count() == 1:
+    return exists
+  return bool(multihost_utils.broadcast_one_to_all(np.asarray(exists)))
 
 
 def write_text(path: str, text: str) -> None:

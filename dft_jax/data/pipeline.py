@@ -1,7 +1,13 @@
 """The grain input pipeline: documents -> tokens -> packed fixed-length rows -> host batches.
 
-  shard by JAX process -> shuffle by seed (anew each epoch) -> tokenize (+EOS) ->
-  concat-then-split packing (a long document is split across rows, never dropped) -> batch
+  shuffle by seed (anew each epoch) -> tokenize (+EOS) -> concat-then-split packing (a long
+  document is split across rows, never dropped) -> batch -> this process's rows
+
+Sharding over JAX processes (`shard_by`): "rows" (the default) has every process read the
+same global stream and keep its rows of each batch, so a run on N hosts trains on exactly the
+batches of a run on one, and resumes on another host count unchanged; the price is that each
+host tokenizes the whole global batch. "documents" gives each process a disjoint share of the
+documents instead (no repeated work; the stream then depends on the process count).
 
 Each row carries `tokens`, `segment_ids` (0 = padding), `positions` (within the piece of a document in that row) and
 `loss_mask` (1 where token t is a target predicted from tokens < t of the same document).
@@ -35,6 +41,7 @@ class PipelineConfig:
   add_bos: bool = False
   add_eos: bool = True
   worker_count: int = 0       # grain worker processes (0: in the main process)
+  shard_by: str = "rows"      # over processes: "rows" of one global stream, or "documents"
 
 
 class _Tokenize(grain.transforms.Map):
@@ -64,6 +71,16 @@ def _to_row(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
           "loss_mask": same_doc.astype(np.float32)}
 
 
+class _Rows(grain.transforms.Map):
+  """A global batch -> this process's rows [start, stop)."""
+
+  def __init__(self, start: int, stop: int):
+    self.start, self.stop = start, stop
+
+  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v[self.start:self.stop] for k, v in batch.items()}
+
+
 def special_ids(tokenizer: Tokenizer, cfg: PipelineConfig) -> tuple[int | None, int | None]:
   """BOS / EOS ids the pipeline adds (None where `cfg` adds none)."""
   return (tokenizer.bos_id if cfg.add_bos else None, tokenizer.eos_id if cfg.add_eos else None)
@@ -80,18 +97,26 @@ def make_dataset(documents: Sequence[Any], tokenizer: Tokenizer, cfg: PipelineCo
                      "processes")
   if cfg.seq_len < 2:
     raise ValueError(f"seq_len must be >= 2, got {cfg.seq_len}")
-  if len(documents) < process_count:
+  if cfg.shard_by == "documents" and len(documents) < process_count:
     raise ValueError(f"{len(documents)} document(s) cannot be shared by {process_count} "
                      "processes")
   if model_vocab_size is not None:
     tokenizer.check_fits(model_vocab_size)
   bos, eos = special_ids(tokenizer, cfg)
-  ds = grain.MapDataset.source(documents)[process_index::process_count]
+  if cfg.shard_by not in ("rows", "documents"):
+    raise ValueError(f"shard_by must be 'rows' or 'documents', got {cfg.shard_by!r}")
+  by_rows = cfg.shard_by == "rows"
+  ds = grain.MapDataset.source(documents)
+  if not by_rows:
+    ds = ds[process_index::process_count]
   ds = ds.shuffle(seed=cfg.seed).repeat(cfg.num_epochs)
   ds = ds.map(_Tokenize(tokenizer, bos, eos))
   it = ds.to_iter_dataset()
   it = grain_exp.ConcatThenSplitIterDataset(it, length_struct={"tokens": cfg.seq_len})
-  it = it.map(_to_row).batch(cfg.batch_size // process_count, drop_remainder=True)
+  rows = cfg.batch_size // process_count
+  it = it.map(_to_row).batch(cfg.batch_size if by_rows else rows, drop_remainder=True)
+  if by_rows and process_count > 1:
+    it = it.map(_Rows(process_index * rows, (process_index + 1) * rows))
   if cfg.worker_count > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))
   return it

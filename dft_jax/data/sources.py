@@ -14,7 +14,7 @@ import hashlib
 import os
 from typing import Sequence
 
-from dft_jax.data import corpora, text_dataset
+from dft_jax.data import corpora, files, text_dataset
 
 
 class Concat:
@@ -46,7 +46,8 @@ def _one(corpus: str, split: str, data_dir: str | None) -> Sequence:
     path = os.path.abspath(corpus)
     built = os.path.join(corpora.data_root(data_dir), "tfds",
                          f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}")
-    text_dataset.build(path, built)
+    with files.process_zero_first(f"build {built}"):
+      text_dataset.build(path, built)
     return text_dataset.TextField(text_dataset.source(built, split), "text")
   if corpus in corpora.DOMAINS:
     return corpora.load_split(corpus, split, data_dir)

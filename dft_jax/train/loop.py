@@ -87,12 +87,15 @@ def tokenizer_for(config, workdir: str) -> tokenizer_lib.Tokenizer:
     key = f"bpe{vocab}-" + "-".join(sorted(config.data.tokenizer_corpus.split(",")))
     cached = os.path.join(corpora.data_root(config.data.data_dir or None), "tokenizers",
                           key + ".json")
-    if not os.path.isfile(cached):
-      log(f"tokenizer: training a {vocab}-token byte-level BPE on {config.data.tokenizer_corpus}")
+    if not files.exists_on_process_zero(cached):
       docs = sources.documents(config.data.tokenizer_corpus, "train", config.data.data_dir)
-      tok = tokenizer_lib.train_byte_level_bpe((docs[i] for i in range(len(docs))), vocab)
-      os.makedirs(os.path.dirname(cached), exist_ok=True)
-      tok.save(cached)
+      with files.process_zero_first(f"tokenizer {cached}"):
+        if not os.path.isfile(cached):
+          log(f"tokenizer: training a {vocab}-token byte-level BPE on "
+              f"{config.data.tokenizer_corpus}")
+          tok = tokenizer_lib.train_byte_level_bpe((docs[i] for i in range(len(docs))), vocab)
+          with files.atomic_path(cached, ".json") as tmp:
+            tok.save(tmp)
     tok = tokenizer_lib.load(cached)
   if jax.process_index() == 0 and not os.path.isfile(own):
     tok.save(own)
@@ -226,7 +229,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   setup = setup_lib.from_config(config, cfg)
 
   data_cfg = pipeline.PipelineConfig(seq_len=config.seq_len, batch_size=config.batch_size,
-                                     seed=config.seed, worker_count=config.data.worker_count)
+                                     seed=config.seed, worker_count=config.data.worker_count,
+                                     shard_by=config.data.shard_by)
   data_dir = config.data.data_dir or None
   train_docs = sources.documents(config.data.corpus, "train", data_dir)
   val_docs = sources.documents(config.data.corpus, "validation", data_dir)
