@@ -4,12 +4,18 @@ r"""The paper table from finished runs, or from a sweep it trains first (resumab
   python scripts/reproduce_table.py runs/sft "runs/dft_lam0.2=DFT λ=0.2" --out table/
   python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1
   python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
-      --root runs/table1_full
+      --root runs/table1_full --launcher=local --max_parallel=3
+  python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
+      --root /shared/table1 --launcher=slurm --partition=gpu --gpus_per_node=1
+  python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1 --collect
 
 Writes table.md, table.tex, results.json, samples/*.jsonl and PNG plots (sentence-length
 histograms, per-feature standardized gaps, training curves) to --out (default ROOT/table),
 then prints the Markdown table. Without a sweep, rows are named from each run's config, or by
 RUN_DIR=LABEL; runs with the same row label are seeds of one row (mean ± sd).
+With --sweep, the runs train through --launcher (scripts/sweep.py's launchers; slurm waits
+for its jobs here); a later call with the same root, or --collect, writes the table from the
+finished runs without training (xpk: launch with scripts/sweep.py, then --collect).
 """
 
 import os
@@ -20,11 +26,14 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dft_jax import sweeps  # noqa: E402
 from dft_jax.evaluation import reproduce  # noqa: E402
+from dft_jax.sweeps import cli  # noqa: E402
 
 flags.DEFINE_string("sweep", None, "experiments/FILE.py[:args] whose runs make the table.")
 flags.DEFINE_string("root", None, "Where the sweep's runs live (with --sweep).")
 flags.DEFINE_string("out", None, "Output directory (default: ROOT/table).")
-flags.DEFINE_bool("train", True, "With --sweep: train runs that are missing or unfinished.")
+flags.DEFINE_bool("collect", False, "With --sweep: only collect finished runs (no training); "
+                  "an unfinished run is an error naming it.")
+cli.define_flags()
 flags.DEFINE_string("corpus", None, "Prompts' corpus (default: the fine-tuned runs' corpus).")
 flags.DEFINE_string("split", "test", "Split of the prompts and perplexity documents (tune on "
                     "validation, report on test).")
@@ -58,8 +67,15 @@ def main(argv):
         raise app.UsageError("--sweep needs --root")
       runs = sweeps.load(FLAGS.sweep)
       sweeps.write_manifest(runs, FLAGS.root, FLAGS.sweep)
-      if FLAGS.train:
-        sweeps.run_all(runs, FLAGS.root)
+      if not FLAGS.collect:
+        if FLAGS.launcher == "xpk":
+          raise ValueError("xpk workloads are not waited for here: launch them with "
+                           "scripts/sweep.py --launcher=xpk, then run this with --collect")
+        cli.launch(runs, FLAGS.root, FLAGS.sweep, wait=True)
+      unfinished = [r["name"] for r in runs
+                    if not sweeps.finished(sweeps.workdir(r, FLAGS.root))]
+      if unfinished:
+        raise ValueError(f"run(s) not finished in {FLAGS.root}: {', '.join(unfinished)}")
       pairs = [(sweeps.workdir(r, FLAGS.root), r["row"]) for r in runs]
       out = FLAGS.out or os.path.join(FLAGS.root, "table")
     else:
@@ -76,7 +92,7 @@ def main(argv):
                         bootstrap=FLAGS.bootstrap,
                         embedding_run=(pairs[0][0] if FLAGS.embedding_run == "first"
                                        else FLAGS.embedding_run or None))
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
+  except (ValueError, FileNotFoundError, RuntimeError) as e:  # SweepError too
     print(f"reproduce_table: error: {e}", file=sys.stderr)
     sys.exit(1)
   with open(os.path.join(out, "table.md")) as f:

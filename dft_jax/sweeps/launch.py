@@ -26,15 +26,40 @@ class SweepError(RuntimeError):
   """A run that failed or stopped early; the message names it and says how to go on."""
 
 
+def _jobs_of(root: str) -> dict:
+  """{run name: its "job" entry} from an existing ROOT/sweep.json (empty if none)."""
+  path = os.path.join(root, MANIFEST)
+  if not os.path.isfile(path):
+    return {}
+  with open(path) as f:
+    return {r["name"]: r["job"] for r in json.load(f)["runs"] if r.get("job")}
+
+
 def write_manifest(runs: list[dict], root: str, sweep: str) -> str:
-  """ROOT/sweep.json: the sweep file, its arg, and each run with its workdir and command."""
+  """ROOT/sweep.json: the sweep file, its arg, and each run with its workdir and command (and
+  the job that ran it, kept from an earlier launch)."""
   file, _, arg = sweep.partition(":")
+  jobs = _jobs_of(root)
   entries = [{**r, "overrides": dict(r["overrides"]), "workdir": workdir(r, root),
-              "command": command(r, root)} for r in runs]
+              "command": command(r, root), **({"job": jobs[r["name"]]} if r["name"] in jobs
+                                              else {})} for r in runs]
   path = os.path.join(root, MANIFEST)
   files.write_text(path, json.dumps({"sweep": file, "arg": arg, "root": root, "runs": entries},
                                     indent=2, ensure_ascii=False))
   return path
+
+
+def record_jobs(root: str, jobs: dict) -> None:
+  """Sets the "job" entry ({launcher, id, log, submitted}) of runs in ROOT/sweep.json."""
+  path = os.path.join(root, MANIFEST)
+  if not jobs or not os.path.isfile(path):
+    return
+  with open(path) as f:
+    manifest = json.load(f)
+  for entry in manifest["runs"]:
+    if entry["name"] in jobs:
+      entry["job"] = jobs[entry["name"]]
+  files.write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def read_manifest(root: str) -> dict:

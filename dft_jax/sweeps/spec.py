@@ -10,7 +10,7 @@ from dft_jax.models import pretrained
 from dft_jax.sweeps.paths import locate
 
 KEYS = ("name", "row", "seed", "config", "overrides", "after")
-DERIVED = ("workdir", "command")  # in the manifest beside each run; validate() drops them
+DERIVED = ("workdir", "command", "job")  # in the manifest beside each run; validate() drops them
 REF = re.compile(r"\{([^{}]*)\}")  # "{NAME}": the workdir of run NAME
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -125,6 +125,14 @@ def _load_module(path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def load_resources(path: str) -> dict:
+  """The sweep file's `RESOURCES` dict (what each cluster job asks for), or {}."""
+  resources = getattr(_load_module(path.partition(":")[0]), "RESOURCES", {})
+  if not isinstance(resources, dict):
+    raise ValueError(f"{path}: RESOURCES must be a dict, got {type(resources).__name__}")
+  return resources
 
 
 def load(path: str) -> list[dict]:
