@@ -104,9 +104,24 @@ def _contains(doc, piece):
   return any(doc[i:i + n] == piece.tolist() for i in range(len(doc) - n + 1))
 
 
-def test_two_processes_see_disjoint_halves_that_cover_everything():
+def test_two_processes_keep_their_rows_of_the_one_process_stream():
+  """shard_by="rows": the processes' rows, stacked, are the single process's batches."""
   docs, tok = _corpus(n=41)
-  cfg = PipelineConfig(seq_len=16, batch_size=2, num_epochs=1)
+  cfg = PipelineConfig(seq_len=16, batch_size=4, num_epochs=1)
+  one = list(pipeline.make_dataset(docs, tok, cfg, process_index=0, process_count=1))
+  two = [list(pipeline.make_dataset(docs, tok, cfg, process_index=i, process_count=2))
+         for i in (0, 1)]
+  assert len(one) == len(two[0]) == len(two[1]) > 3
+  for whole, first, second in zip(one, *two):
+    for key in pipeline.FIELDS:
+      assert first[key].shape[0] == 2
+      np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), whole[key])
+
+
+def test_two_processes_see_disjoint_halves_that_cover_everything():
+  """shard_by="documents": each process reads its own half of the documents."""
+  docs, tok = _corpus(n=41)
+  cfg = PipelineConfig(seq_len=16, batch_size=2, num_epochs=1, shard_by="documents")
   seen = []
   for index in (0, 1):
     rows = list(pipeline.make_dataset(docs, tok, cfg, process_index=index, process_count=2))
@@ -126,6 +141,8 @@ def test_bad_pipeline_input_is_named():
                           process_count=2)
   with pytest.raises(ValueError, match="0 document"):
     pipeline.make_dataset([], tok, PipelineConfig(seq_len=8, batch_size=2))
+  with pytest.raises(ValueError, match="shard_by must be 'rows' or 'documents', got 'hosts'"):
+    pipeline.make_dataset(docs, tok, PipelineConfig(seq_len=8, batch_size=2, shard_by="hosts"))
 
 
 # --- TFDS text datasets ---------------------------------------------------------------------

@@ -97,6 +97,8 @@ def make_dataset(documents: Sequence[Any], tokenizer: Tokenizer, cfg: PipelineCo
                      "processes")
   if cfg.seq_len < 2:
     raise ValueError(f"seq_len must be >= 2, got {cfg.seq_len}")
+  if not len(documents):
+    raise ValueError("0 documents: nothing to read")
   if cfg.shard_by == "documents" and len(documents) < process_count:
     raise ValueError(f"{len(documents)} document(s) cannot be shared by {process_count} "
                      "processes")
