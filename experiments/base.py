@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from dft_jax.models import presets, pretrained
@@ -96,8 +98,13 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def model_setup(c: ml_collections.ConfigDict, model: str) -> None:
-  """A preset of MODELS (trained here), or a pretrained model of `pretrained.MODELS` (its
-  architecture and tokenizer come with it: init_from is its fetched directory)."""
+  """A preset of MODELS (trained here), a pretrained model of `pretrained.MODELS`, or your own
+  model by its path: a Hugging Face directory, a GGUF file, a dft_jax model directory or a
+  run's workdir (for these the architecture and tokenizer come with it: init_from)."""
+  if pretrained.is_model_path(model):
+    c.init_from = os.path.abspath(model)
+    c.update(PRETRAINED_RUN)
+    return
   if model in pretrained.MODELS:
     c.init_from = pretrained.require(model)
     c.update(PRETRAINED_RUN)
@@ -110,7 +117,8 @@ def model_setup(c: ml_collections.ConfigDict, model: str) -> None:
 
 def finetune_config(a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The shared fine-tuning setup of sft.py and dft.py from their parsed arguments
-  (domain, model, steps, lr)."""
+  (domain, model, steps, lr). `domain` is an embedded domain or your corpus: a folder of .txt
+  files (one document each; split 90/5/5 into train/validation/test by file)."""
   c = base_config()
   model_setup(c, a.model)
   c.data.corpus = a.domain
@@ -119,7 +127,7 @@ def finetune_config(a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = max(a.steps // 10, 1)
   c.checkpoint_every = max(a.steps // 2, 1)
   c.eval_every = max(a.steps // 2, 1)
-  if a.model in pretrained.MODELS:  # one 1.6 GB state save per run, not two
+  if pretrained.is_pretrained(a.model):  # one 1.6 GB state save per run, not two
     c.checkpoint_every = c.eval_every = max(a.steps, 1)
     c.keep_checkpoints = 1
   return c

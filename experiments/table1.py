@@ -16,6 +16,13 @@ domains: prepare them all). DFT samples with the deployed decoding
 (T=0.7, top-p=0.9) that the table reports first, and scores those samples' log-probabilities
 under that tempered, truncated distribution.
 
+Your own model and corpus: model= a Hugging Face Llama/Qwen/Mistral directory or a GGUF file,
+domain= a folder of .txt files (target domain and human reference alike); they take the
+pretrained defaults above:
+
+  python scripts/reproduce_table.py --sweep \
+      experiments/table1.py:model=/models/my-llama,domain=/data/my_texts --root runs/mine
+
 Rows: "base", "SFT", "DFT (score-function)"; features=stats:embedding:both adds "DFT
 (embedding)" and "DFT (both)" (the feature-space ablation at the table's setting); with
 baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/baselines.py).
@@ -48,7 +55,11 @@ DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
 def _arg(arg):
   a = base.parse_arg(arg, domain="encyclopedia", model="smollm2-135m", seeds=1, steps=-1,
                      base_steps=300, lr=-1.0, lam=-1.0, baselines=False, features="stats")
-  defaults = PRETRAINED if a.model in pretrained.MODELS else TINY
+  if pretrained.is_model_path(a.model):  # runs train from the repo root: absolute paths
+    a.model = os.path.abspath(a.model)
+  if os.sep in a.domain or os.path.isdir(a.domain):
+    a.domain = os.path.abspath(a.domain)
+  defaults = PRETRAINED if pretrained.is_pretrained(a.model) else TINY
   for key, value in defaults.items():
     if a[key] < 0:
       a[key] = value
@@ -56,7 +67,7 @@ def _arg(arg):
 
 
 def _dft_arg(a):
-  decoding = DEPLOYED if a.model in pretrained.MODELS else {}
+  decoding = DEPLOYED if pretrained.is_pretrained(a.model) else {}
   return sweeps.arg_string(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
                            estimator="score_function", **decoding)
 

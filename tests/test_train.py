@@ -227,9 +227,17 @@ def test_init_from_a_run_and_from_its_hf_export(corpus, tmp_path):
     ft = tmp_path / f"ft_{source.name}"
     done = tu.run(tu.command(ft, *corpus, f"--config.init_from={source}",
                              "--config.total_steps=1", "--config.optim.lr=0",
-                             "--config.optim.weight_decay=0"))
+                             "--config.optim.weight_decay=0", "--config.model.hidden_size=128",
+                             "--config.model.num_layers=5"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"from init_from={source}" in done.stdout
+    # config.json records the architecture trained (init_from's), not the config file's
+    with open(ft / "config.json") as f, open(ft / "model_config.json") as g:
+      recorded, trained = json.load(f)["model"], json.load(g)
+    assert (recorded["hidden_size"], recorded["num_layers"]) == (32, 2)
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                "num_kv_heads", "head_dim", "rope_theta", "tie_word_embeddings"):
+      assert recorded[key] == trained[key], key
     _, ft_params = _final_params(ft)
     for a, b in zip(jax.tree.leaves(base_params), jax.tree.leaves(ft_params)):
       np.testing.assert_array_equal(a, b)

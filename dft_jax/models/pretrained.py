@@ -47,6 +47,17 @@ class FetchError(RuntimeError):
   """A model that is unknown, not fetched, or cannot be fetched here."""
 
 
+def is_model_path(model: str) -> bool:
+  """Whether `model` names a model by its path (a Hugging Face directory, a GGUF file, a
+  dft_jax model directory or a run's workdir) rather than by a preset or registry name."""
+  return os.sep in model or model.endswith(".gguf") or os.path.isdir(model)
+
+
+def is_pretrained(model: str) -> bool:
+  """A model that comes with its weights and tokenizer: a registry name or a path."""
+  return model in MODELS or is_model_path(model)
+
+
 def _spec(name: str) -> dict:
   if name not in MODELS:
     raise FetchError(f"unknown pretrained model {name!r}; known: {', '.join(sorted(MODELS))}")

@@ -17,6 +17,7 @@ from typing import Callable
 from dft_jax.data import files
 from dft_jax.sweeps.commands import build_config, command, config_root, workdir
 from dft_jax.sweeps.spec import DERIVED, validate
+from dft_jax.train.loop import NUMERICS
 
 MANIFEST = "sweep.json"
 LOG_FILE = "train.log"  # the run's output, appended to on each attempt, in its workdir
@@ -110,6 +111,13 @@ def _differences(saved, wanted, prefix="") -> list[str]:
   return [] if saved == wanted else [f"{prefix[:-1]}: {saved!r} -> {wanted!r}"]
 
 
+def _is_architecture(difference: str) -> bool:
+  """A difference in config.model's architecture, which a run that starts from init_from
+  records as trained (init_from's), not as its config file says."""
+  key = difference.partition(":")[0]
+  return key.startswith("model.") and key[len("model."):] not in NUMERICS
+
+
 def check_workdir(run_: dict, root: str) -> None:
   """A workdir with checkpoints must hold this run's config (init_from aside: it moves with the
   root); else resuming or skipping it would report another run's numbers."""
@@ -118,7 +126,8 @@ def check_workdir(run_: dict, root: str) -> None:
   if saved is None or not _checkpoint_steps(wd):
     return
   wanted = json.loads(build_config(run_, root).to_json())
-  diffs = sorted(d for d in _differences(saved, wanted) if not d.startswith("init_from:"))
+  diffs = sorted(d for d in _differences(saved, wanted) if not d.startswith("init_from:") and
+                 not (saved.get("init_from") and _is_architecture(d)))
   if diffs:
     raise ValueError(f"run {run_['name']!r}: {wd} holds checkpoints of another config "
                      f"({'; '.join(diffs[:3])}); use another root or delete that workdir")

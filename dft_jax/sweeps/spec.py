@@ -33,9 +33,9 @@ def run(name: str, config: str, *, row: str | None = None, seed: int | None = No
 def base_run(model: str = "tiny", steps: int = 300, name: str = "base",
              domain: str = "literary") -> dict:
   """The run every fine-tune of a sweep starts from (`init_from="{base}"`): a pretraining of a
-  preset, or, for a pretrained model (`models.pretrained.MODELS`), a zero-step run that
-  records the fetched model as it is (`steps` is then ignored)."""
-  if model in pretrained.MODELS:
+  preset, or, for a pretrained model (`models.pretrained.MODELS`, or a model's path), a
+  zero-step run that records the model as it is (`steps` is then ignored)."""
+  if pretrained.is_pretrained(model):
     return run(name, "experiments/sft.py:" + arg_string(domain=domain, model=model, steps=0),
                row="base")
   return run(name, "experiments/pretrain_tiny.py:" + arg_string(model=model, steps=steps),

@@ -3,7 +3,9 @@ preemption (SIGTERM -> save at the next step boundary, exit 0) and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -18,9 +20,11 @@ from jax.experimental import multihost_utils
 
 from dft_jax.data import corpora, files, pipeline, sources
 from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.models import gguf_io
 from dft_jax.models.config import ModelConfig, platform_numerics
 from dft_jax.train import checkpoint as ckpt_lib
 from dft_jax.train import mesh as mesh_lib
+from dft_jax.train import provenance
 from dft_jax.train import setup as setup_lib
 from dft_jax.train import state as state_lib
 from dft_jax.train.metrics import MetricsWriter
@@ -53,6 +57,26 @@ def check_workdir(workdir: str) -> None:
     raise TrainError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
 
 
+def resolve_init_from(path: str, data_dir: str | None = None) -> str:
+  """init_from as a directory: a GGUF file is converted once (float32 safetensors, config.json,
+  tokenizer.json) into DATA_ROOT/models/gguf/NAME-KEY, process 0 first, and that is used."""
+  if not path.endswith(".gguf"):
+    return path
+  if not os.path.isfile(path):
+    raise TrainError(f"init_from {path!r} does not exist")
+  stat = os.stat(path)
+  key = hashlib.sha1(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+  out = os.path.join(corpora.data_root(data_dir), "models", "gguf",
+                     f"{os.path.basename(path)[:-len('.gguf')]}-{key.hexdigest()[:10]}")
+  with files.process_zero_first(f"gguf {out}"):
+    if not os.path.isfile(os.path.join(out, "config.json")):
+      log(f"init_from: converting {path} to a Hugging Face directory {out} (once)")
+      tmp = f"{out}.tmp{os.getpid()}"
+      gguf_io.convert(path, tmp)
+      os.replace(tmp, out)
+  return out
+
+
 def model_config(config: ml_collections.ConfigDict, platform: str | None = None) -> ModelConfig:
   """The architecture trained (init_from's, else config.model's) with the run's numerics,
   "auto" ones chosen for `platform` (default: this process's backend)."""
@@ -66,6 +90,16 @@ def model_config(config: ml_collections.ConfigDict, platform: str | None = None)
     return cfg
   arch = {k: v for k, v in config.model.to_dict().items() if k not in NUMERICS}
   return ModelConfig.from_dict({**arch, **numerics})
+
+
+def trained_config(config: ml_collections.ConfigDict,
+                   cfg: ModelConfig) -> ml_collections.ConfigDict:
+  """The run's config with `model` holding the architecture trained (init_from's when given,
+  every field of it) beside the numerics as asked: what the workdir's config.json records."""
+  arch = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NUMERICS}
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.model = ml_collections.ConfigDict({**config.model.to_dict(), **arch})
+  return out
 
 
 def tokenizer_for(config, workdir: str) -> tokenizer_lib.Tokenizer:
@@ -216,9 +250,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) training; returns the last validation metrics."""
   workdir = os.path.abspath(workdir)
   check_workdir(workdir)
-  if jax.process_index() == 0:
-    files.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+  config.init_from = resolve_init_from(config.init_from, config.data.data_dir or None)
   cfg = model_config(config)
+  if jax.process_index() == 0:
+    files.write_text(os.path.join(workdir, "config.json"),
+                     trained_config(config, cfg).to_json(indent=2))
+    provenance.append(workdir)
   if cfg.lora_rank:
     log(f"LoRA: rank {cfg.lora_rank} on {','.join(cfg.lora_targets)}; base weights frozen")
   if not config.init_from:
