@@ -39,6 +39,11 @@ def test_own_gguf_model_and_text_folder_give_sft_dft_and_the_table(tmp_path):
   assert [r["row"] for r in deployed["runs"]] == ["base", "SFT", "DFT (score-function)"]
   assert deployed["comparisons"][0]["dft_row"] == "DFT (score-function)"
   assert results["corpus"] == texts
+  runs = results["provenance"]["runs"]
+  assert sorted(os.path.basename(r) for r in runs) == ["base", "dft_s0", "sft_s0"]
+  assert results["provenance"]["differences"] == []
+  assert "Runs: all trained in one environment" in open(os.path.join(root, "table",
+                                                                        "table.md")).read()
   for name in ("base", "sft_s0", "dft_s0"):
     with open(os.path.join(root, name, "config.json")) as f:
       config = json.load(f)

@@ -6,7 +6,8 @@ the human row is the documents' true continuations, and its comparative metrics 
 against a second, equally large set of human continuations (the noise floor). Perplexity is
 measured on test documents. Below each table, for every fine-tuned row but SFT (DFT first):
 row − SFT with paired bootstrap intervals over prompts, the gap-closed column and the
-article's claims with computed verdicts (intervals.py).
+article's claims with computed verdicts (intervals.py); without an SFT row, the tables alone
+and one line saying why.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from dft_jax.data import files, sources, tokenizer as tokenizer_lib
 from dft_jax.evaluation import (comparison, intervals, judge, plots, report, samples, tables,
                                  text_metrics)
-from dft_jax.train import checkpoint
+from dft_jax.train import checkpoint, provenance
 
 NAMES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO", "dyft": "DyFT"}
 
@@ -207,7 +208,8 @@ class _Evaluation:
       yield dlabel, metrics, scored
 
   def _table(self, entries, dlabel, first, human_row, bootstrap, reported):
-    """(aggregated table, its rows, the comparisons with SFT, Markdown, LaTeX) of a decoding."""
+    """(aggregated table, its rows, the comparisons with SFT, why there are none or None,
+    Markdown, LaTeX) of a decoding."""
     texts_of = {e["run"]: e["texts"] for e in entries}
     rows = [{"row": e["row"], "run": e["run"], "seed": e["seed"], **e["metrics"]}
             for e in entries]
@@ -220,14 +222,9 @@ class _Evaluation:
                               seed=self.seed, folds=min(5, len(self.human)))
         r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
     table = tables.aggregate(rows + [human_row])
-    compared = [] if not any(e["row"] == "SFT" for e in entries) else list(dict.fromkeys(
-        e["row"] for e in entries if e["row"] not in ("SFT", "base")))
-    human_feats = self.space.human_NxF
-    sft_fns = comparison.row_metrics([e for e in entries if e["row"] == "SFT"], self.human,
-                                     human_feats, self.space)
-    comps = [comparison.compare(entries, sft_fns, row, self.human_fns, self.ppl, bootstrap,
-                                self.seed, self.human, self.space, human_feats)
-             for row in compared]
+    comps, no_comparison = comparison.compare_all(entries, self.human_fns, self.ppl, bootstrap,
+                                                  self.seed, self.human, self.space,
+                                                  self.space.human_NxF)
     caption = (f"{self.corpus} ({self.split} split), decoding {dlabel}: {len(self.prompts)} "
                f"held-out prompts ({self.prompt_len} tokens, non-overlapping cuts), "
                f"{self.max_new_tokens} new tokens; mean ± sd over seeds. Judge = classifier "
@@ -238,17 +235,18 @@ class _Evaluation:
                + (f" Embeddings: {self.emb_space.name}." if self.emb_space else ""))
     md = f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and first,
                                                 caption=caption)
-    return table, rows, comps, md, tables.latex(table, reported=False, caption=caption)
+    return (table, rows, comps, no_comparison, md,
+            tables.latex(table, reported=False, caption=caption))
 
   def write(self, decodings, bootstrap, reported, log) -> dict:
     """The tables, comparisons and plots of every decoding into out_dir."""
     human_row = {"row": "human", **report.human_reference(
         self.human, self.space, seed=self.seed, other=self.human_b,
         embedding_space=self.emb_space)}
-    md, tex, tables_out = [], [], {}
+    md, tex, tables_out, no_comparison = [], [], {}, None
     results = {"corpus": self.corpus, "split": self.split, "decodings": {}}
     for d, (dlabel, _) in enumerate(decodings):
-      table, rows, comps, table_md, table_tex = self._table(
+      table, rows, comps, no_comparison, table_md, table_tex = self._table(
           self.per_decoding[dlabel], dlabel, d == 0, human_row, bootstrap, reported)
       tables_out[dlabel] = table
       md.append(table_md)
@@ -258,7 +256,12 @@ class _Evaluation:
         log(f"[table] {comp['dft_row']} − SFT, {dlabel}: verdict\n" +
             intervals.summarize(comp["claims"]))
       results["decodings"][dlabel] = {"runs": rows, "comparisons": comps}
+    if no_comparison:  # the same rows at every decoding: said once
+      log(f"[table] {no_comparison}")
     results["human"] = human_row
+    run_dirs = list(dict.fromkeys(e["run"] for e in self.per_decoding[decodings[0][0]]))
+    results["provenance"], footer = provenance_block(run_dirs)
+    md.append(footer)
     files.write_text(os.path.join(self.out_dir, "results.json"),
                      json.dumps(results, indent=1, default=_json_default))
     files.write_text(os.path.join(self.out_dir, "table.md"), "\n".join(md))
@@ -269,6 +272,27 @@ class _Evaluation:
                         for k, v in self.gaps.items()},
                        os.path.join(self.out_dir, "feature_gaps.png"))
     return tables_out
+
+
+def provenance_block(run_dirs: Sequence[str]) -> tuple[dict, str]:
+  """results.json's provenance (this table's record, each run's records, the fields on which
+  the runs' environments differ) and the table's footer: one digest line, and a line saying
+  whether the runs were trained alike."""
+  table = provenance.collect()
+  runs = {w: provenance.read(w) for w in run_dirs}
+  records = [r for rs in runs.values() for r in rs]
+  diffs = provenance.differences(records)
+  lines = [f"Provenance of this table: {provenance.digest(table)}."]
+  if records and not diffs:
+    lines.append(f"Runs: all trained in one environment: {provenance.digest(records[-1])}.")
+  elif diffs:
+    lines.append("Runs: trained in DIFFERENT environments (" + "; ".join(diffs) + ").")
+  missing = [os.path.basename(os.path.normpath(w)) for w, rs in runs.items() if not rs]
+  if missing:
+    lines.append(f"No provenance recorded for run(s) {', '.join(missing)} (made before it "
+                 "was kept).")
+  return ({"table": table, "runs": runs, "differences": diffs},
+          "\n".join(f"<sub>{line}</sub>  " for line in lines) + "\n")
 
 
 def _json_default(x):
