@@ -48,8 +48,18 @@ def test_reproduce_table_sweep_trains_resumes_and_writes_the_table(tmp_path):
   assert [r["row"] for r in deployed["runs"]] == ["base", "SFT", "DFT (score-function)"]
   assert deployed["comparisons"][0]["dft_row"] == "DFT (score-function)"
   table = open(os.path.join(root, "table", "table.md")).read()
+  # the columns of the committed demo table, every one of them (MAUVE needs the eval extra)
+  committed = open(os.path.join(train_utils.REPO, "experiments", "results", "table1_demo",
+                                "table.md")).read()
+  assert _headers(table) == _headers(committed)
+  assert "MAUVE" in _headers(table)[0]
   os.remove(os.path.join(root, "table", "table.md"))
   again = train_utils.run(command, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count("done, skipped") == 3        # resumed: nothing trained again
   assert open(os.path.join(root, "table", "table.md")).read() == table
+
+
+def _headers(markdown: str) -> list[str]:
+  """The header row of each table in a table.md."""
+  return [line for line in markdown.splitlines() if line.startswith("| run |")]
