@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.evaluation import report, reproduce, samples, tables
+from dft_jax.evaluation import comparison, report, reproduce, samples, tables
 from dft_jax.models import Decoder, ModelConfig
 
 import train_utils
@@ -182,6 +182,38 @@ def test_reproduce_table_on_two_finished_runs(runs):
     assert set(json.loads(line)) == {"prompt", "text"}
   assert reproduce.row_label({"loss": {"name": "dft", "estimator": "score_function"}}) == \
       "DFT (score-function)"
+
+
+def test_no_sft_row_means_no_comparison_and_one_line_saying_why():
+  # nothing is measured: the human side, feature space and perplexities are never touched
+  entries = [{"row": "base", "run": "a"}, {"row": "DFT (score-function)", "run": "b"}]
+  comps, why = comparison.compare_all(entries, None, None, 20, 0, None, None, None)
+  assert comps == [] and why == (
+      "no comparison: none of the runs is an SFT row (a run fine-tuned with loss ce from "
+      "init_from, or one labelled RUN_DIR=SFT) to compare against")
+  comps, why = comparison.compare_all(entries[:1] + [{"row": "SFT", "run": "c"}], None, None,
+                                      20, 0, None, None, None)
+  assert comps == [] and why == "no comparison: no row besides SFT and base to compare with SFT"
+
+
+def test_reproduce_table_without_an_sft_row_writes_the_table_alone(runs):
+  out = str(runs["root"] / "table_no_sft")
+  done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"],
+                          runs["tuned"] + "=DFT (score-function)", "--out", out,
+                          "--num_prompts", "6", "--prompt_len", "4", "--max_new_tokens", "8",
+                          "--ppl_docs", "4", "--bootstrap", "5", "--decodings", "1:1"])
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "Traceback" not in done.stderr
+  reasons = [line for line in done.stdout.splitlines() if "no comparison" in line]
+  assert reasons == ["[table] no comparison: none of the runs is an SFT row (a run fine-tuned "
+                     "with loss ce from init_from, or one labelled RUN_DIR=SFT) to compare "
+                     "against"]
+  md = open(os.path.join(out, "table.md")).read()
+  assert md in done.stdout and "− SFT" not in md and "Verdict" not in md
+  rows = [line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ")]
+  assert rows[1:rows.index("human") + 1] == ["base", "DFT (score-function)", "human"]
+  [(_, decoding)] = json.load(open(os.path.join(out, "results.json")))["decodings"].items()
+  assert decoding["comparisons"] == [] and len(decoding["runs"]) == 2
 
 
 def test_sample_cli_decodes_at_the_given_temperature_and_top_p(runs, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,10 +10,14 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.models import CheckpointError, ConfigError, from_pretrained, native
+from dft_jax.models import (CheckpointError, ConfigError, Decoder, ModelConfig, from_pretrained,
+                            native, save_pretrained)
+
+import train_utils as tu
 
 
 def _copy(src, dst):
@@ -88,6 +93,66 @@ def test_pickle_only_checkpoint_is_refused(tmp_path, hf_checkpoint):
   (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
   with pytest.raises(CheckpointError, match="only pickle weights"):
     from_pretrained(tmp_path)
+
+
+def _truncate(file, size):
+  with open(file, "r+b") as f:
+    f.truncate(size)
+
+
+@pytest.mark.parametrize("size", ["half", 10])
+def test_truncated_safetensors_is_named(hf_checkpoint, tmp_path, size):
+  path = _copy(hf_checkpoint("llama2")[0], tmp_path)
+  file = os.path.join(path, "model.safetensors")
+  _truncate(file, os.path.getsize(file) // 2 if size == "half" else size)
+  with pytest.raises(CheckpointError, match=rf"^{re.escape(file)} is not a readable safetensors "
+                                            r"file \(truncated or corrupt: .+\); re-download"):
+    from_pretrained(path)
+
+
+def test_truncated_or_misindexed_shard_is_named(hf_checkpoint, tmp_path):
+  model = from_pretrained(hf_checkpoint("llama2")[0])
+  save_pretrained(model, tmp_path / "a", max_shard_bytes=20_000)
+  with open(tmp_path / "a" / "model.safetensors.index.json") as f:
+    index = json.load(f)
+  shards = sorted(set(index["weight_map"].values()))
+  assert len(shards) > 2
+  _copy(tmp_path / "a", tmp_path / "b")
+  _truncate(tmp_path / "a" / shards[1], 100)
+  with pytest.raises(CheckpointError, match=rf"{shards[1]} is not a readable safetensors file"):
+    from_pretrained(tmp_path / "a")
+  index["weight_map"]["model.norm.weight"] = shards[0]
+  with open(tmp_path / "b" / "model.safetensors.index.json", "w") as f:
+    json.dump(index, f)
+  with pytest.raises(CheckpointError, match=rf"tensor 'model\.norm\.weight' cannot be read from "
+                                            rf".*{shards[0]}: File does not contain tensor"):
+    from_pretrained(tmp_path / "b")
+
+
+def test_train_cli_init_from_a_truncated_hf_checkpoint_is_one_line(tmp_path):
+  text_dir, tok = tu.make_corpus(str(tmp_path))
+  cfg = ModelConfig(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=2,
+                    num_heads=4, num_kv_heads=2, head_dim=8)
+  save_pretrained(Decoder(cfg, rngs=nnx.Rngs(0)), tmp_path / "hf")
+  file = tmp_path / "hf" / "model.safetensors"
+  _truncate(file, os.path.getsize(file) // 2)
+  done = tu.run(tu.command(tmp_path / "w", text_dir, tok, str(tmp_path / "data"),
+                           f"--config.init_from={tmp_path / 'hf'}"))
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+  assert done.stderr.strip().splitlines()[-1] == (
+      f"train: error: {file} is not a readable safetensors file (truncated or corrupt: "
+      "incomplete metadata, file not fully covered); re-download or re-export it")
+
+
+def test_train_cli_mistyped_override_is_one_clean_line(tmp_path):
+  done = tu.run([sys.executable, "-m", "dft_jax.train", "--config",
+                 os.path.join(tu.REPO, "experiments", "dft.py"), "--config.loss.lamda=0.1",
+                 f"--workdir={tmp_path / 'w'}"])
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines() == [
+      "train: error: bad --config override --config.loss.lamda: no field 'lamda' "
+      '(did you mean "lam"?)']
+  assert not os.path.exists(tmp_path / "w")
 
 
 def test_missing_directory():

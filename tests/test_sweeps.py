@@ -195,8 +195,10 @@ def test_print_lines_parse_back_and_manifest(tmp_path):
 
 def test_bad_override_fails_before_anything(tmp_path):
   bad = sweeps.run("x", "experiments/dft.py", **{"loss.epsilonn": 0.1})
-  with pytest.raises(ValueError, match="run 'x'"):
+  with pytest.raises(ValueError, match="run 'x'") as e:
     sweeps.build_config(bad, str(tmp_path))
+  assert str(e.value) == ("run 'x': bad --config override --config.loss.epsilonn: no field "
+                          "'epsilonn' (did you mean \"epsilon\"?)")
   with pytest.raises(ValueError, match="run 'x'"):
     sweeps.build_config(sweeps.run("x", "experiments/dft.py", **{"loss.gen_len": "long"}),
                         str(tmp_path))

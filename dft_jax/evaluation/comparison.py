@@ -100,6 +100,22 @@ def compare(decoding_runs: list[dict], sft_fns: dict, row: str, human_fns: dict,
           "claims": verdicts}
 
 
+def compare_all(entries: list[dict], human_fns: dict, ppl: dict, reps: int, seed: int,
+                human: list[str], space, human_feats) -> tuple[list[dict], str | None]:
+  """(`compare` of every fine-tuned row but SFT and base, in table order; None) or, when there
+  is nothing to compare (no SFT row, or no other row), ([], the one-line reason)."""
+  rows = list(dict.fromkeys(e["row"] for e in entries))
+  if "SFT" not in rows:
+    return [], ("no comparison: none of the runs is an SFT row (a run fine-tuned with loss ce "
+                "from init_from, or one labelled RUN_DIR=SFT) to compare against")
+  compared = [row for row in rows if row not in ("SFT", "base")]
+  if not compared:
+    return [], "no comparison: no row besides SFT and base to compare with SFT"
+  sft_fns = row_metrics([e for e in entries if e["row"] == "SFT"], human, human_feats, space)
+  return [compare(entries, sft_fns, row, human_fns, ppl, reps, seed, human, space, human_feats)
+          for row in compared], None
+
+
 def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
   names = dict((c[0], c[1]) for c in tables.COLUMNS)
   names["perplexity_ratio"] = "PPL ratio DFT/SFT − 1"

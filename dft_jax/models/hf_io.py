@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from dft_jax.models import config as config_lib
@@ -85,7 +85,20 @@ def _tensor_map(cfg: ModelConfig) -> Iterator[tuple[str, tuple, Transform, Trans
 # --- reading -------------------------------------------------------------------------------
 
 
-def _weight_files(path: str) -> dict[str, str]:
+def _open(file: str):
+  """safe_open, with a truncated, corrupt or unreadable file as one CheckpointError naming it
+  (safetensors raises its own error type, which callers' error handlers would not catch)."""
+  try:
+    return safe_open(file, framework="numpy")
+  except SafetensorError as e:
+    reason = str(e).removeprefix("Error while deserializing header: ")
+    raise CheckpointError(f"{file} is not a readable safetensors file (truncated or corrupt: "
+                          f"{reason}); re-download or re-export it") from None
+  except OSError as e:
+    raise CheckpointError(f"cannot read {file}: {e}") from None
+
+
+def weight_files(path: str) -> dict[str, str]:
   """HF tensor name -> safetensors file that holds it."""
   index = os.path.join(path, INDEX_FILE)
   if os.path.isfile(index):
@@ -104,7 +117,7 @@ def _weight_files(path: str) -> dict[str, str]:
     raise CheckpointError(f"no *.safetensors in {path}")
   out = {}
   for file in files:
-    with safe_open(os.path.join(path, file), framework="numpy") as f:
+    with _open(os.path.join(path, file)) as f:
       for name in f.keys():
         out[name] = os.path.join(path, file)
   return out
@@ -125,7 +138,7 @@ def from_pretrained(path: str | os.PathLike, dtype=None, param_dtype=None, *,
   param_dtype = as_dtype(param_dtype or dtype)
   cfg = config_lib.load_hf_config(path, dtype=dtype.name, param_dtype=param_dtype.name,
                                   **overrides)
-  files = _weight_files(path)
+  files = weight_files(path)
   graphdef, abstract_state = nnx.split(abstract_model(cfg))
   flat = dict(nnx.to_flat_state(abstract_state))
   expected = {hf_name for hf_name, *_ in _tensor_map(cfg)}
@@ -142,8 +155,11 @@ def from_pretrained(path: str | os.PathLike, dtype=None, param_dtype=None, *,
         raise CheckpointError(f"missing tensor {hf_name!r} in {path}")
       file = files[hf_name]
       if file not in handles:
-        handles[file] = safe_open(file, framework="numpy").__enter__()
-      array = from_hf(handles[file].get_tensor(hf_name))
+        handles[file] = _open(file).__enter__()
+      try:
+        array = from_hf(handles[file].get_tensor(hf_name))
+      except SafetensorError as e:  # e.g. an index that names the wrong shard
+        raise CheckpointError(f"tensor {hf_name!r} cannot be read from {file}: {e}") from None
       variable = flat[state_path]
       if array.shape != variable.shape:
         raise CheckpointError(

@@ -10,6 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dft_jax.sweeps.paths import find_root
+from dft_jax.train import overrides
 from dft_jax.sweeps.spec import REF
 
 
@@ -80,6 +81,8 @@ def build_config(run_: dict, root: str):
   path = list(sys.path)  # experiments files put the repo root on it at each load
   try:
     values(argv)
+  except (AttributeError, KeyError) as e:  # a typo'd field: the train CLI's own line
+    raise ValueError(f"run {run_['name']!r}: {overrides.error_line(e, argv)}") from None
   except Exception as e:  # absl wraps parser errors; keep the first line
     raise ValueError(f"run {run_['name']!r}: {str(e).splitlines()[0]}") from None
   finally:

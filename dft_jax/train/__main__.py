@@ -11,7 +11,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dft_jax.train import loop
+from dft_jax.train import loop, overrides
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file[:args].",
                                 lock_config=True)
@@ -28,10 +28,8 @@ def parse_flags(argv):
   """absl parsing, with a bad --config override reported in one line."""
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"train: error: {e}")
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    sys.exit(f"train: error: bad --config override: {str(e).splitlines()[0]}")
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    sys.exit(f"train: error: {overrides.error_line(e, argv)}")
 
 
 def main(argv):

@@ -126,7 +126,9 @@ def init_kind(path: str) -> str:
 def init_model_config(path: str, **numerics) -> ModelConfig:
   kind = init_kind(path)
   if kind == "hf":
-    return config_lib.load_hf_config(path, **numerics)
+    cfg = config_lib.load_hf_config(path, **numerics)
+    hf_io.weight_files(path)  # a missing or truncated weights file fails now, before data prep
+    return cfg
   return native.load_config(path).replace(**numerics)
 
 
