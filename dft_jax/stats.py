@@ -28,7 +28,7 @@ def main(argv):
     reference.save_stats(stats, f.out)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     sys.exit(f"stats: error: {e}")
-  print(f"stats: {len(stats.bank_NxF)} windows of {stats.window} tokens from {f.corpus} "
+  print(f"stats: {len(stats.bank_MxF)} windows of {stats.window} tokens from {f.corpus} "
         f"({f.split}) -> {f.out} (tokenizer {stats.fingerprint}, featurizer v{stats.version})")
 
 

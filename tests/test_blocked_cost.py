@@ -8,7 +8,7 @@ import pytest
 from ott.geometry import pointcloud
 from ott.tools import sinkhorn_divergence
 
-from dft_jax.losses import blocked_cost
+from dft_jax.losses import blocked_cost, divergences
 
 
 def _points(n, m, f=6, seed=0):
@@ -21,10 +21,10 @@ def _lse64(z, axis):
   return np.squeeze(top, axis) + np.log(np.sum(np.exp(z - top), axis=axis))
 
 
-def test_sq_euclidean_equals_pairwise_distances():
+def test_sq_dists_equals_pairwise_distances():
   x, y = _points(37, 23)
   ref = np.sum((x[:, None].astype(np.float64) - y[None]) ** 2, -1)
-  np.testing.assert_allclose(np.asarray(blocked_cost.sq_euclidean(x, y)), ref,
+  np.testing.assert_allclose(np.asarray(divergences.sq_dists(x, y)), ref,
                              atol=2e-5 * ref.max())
 
 

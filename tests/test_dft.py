@@ -90,12 +90,12 @@ def test_dft_alone_teaches_a_model_to_end_sentences(reference, divergence, space
   """The reference has 2-4 word sentences; a fresh model ends one about every 30 tokens. With
   CE switched off, the distribution term alone must raise P('.') — also when the statistics
   share the cost with the starting model's embeddings ('both'), and with the bank's
-  self-transport solved once (sinkhorn_static_bank), in the log or the kernel domain."""
+  self-transport solved once (sinkhorn_solver static_bank), in the log or the kernel domain."""
   monkeypatch.setenv("DFT_JAX_DATA", str(tmp_path))   # the embedding bank's cache
   tok, docs, path = reference
   history = _train(S.loss_config(path, divergence=divergence, features=space,
-                                 sinkhorn_static_bank=bool(static),
-                                 sinkhorn_domain="kernel" if static == "kernel" else "log"),
+                                 sinkhorn_solver={False: "ott", True: "static_bank",
+                                                  "kernel": "static_bank_kernel"}[static]),
                    tok, docs, steps=16)
   (p0, _), (p_end, _) = history[0], history[-1]
   assert p0 < 0.05 and p_end > 2 * p0, history
@@ -118,7 +118,7 @@ def test_alternate_mode_skips_the_distribution_term_between_steps(reference):
 def test_stats_file_is_bound_to_its_tokenizer_and_version(reference, tmp_path):
   tok, _, path = reference
   stats = reference_lib.load_stats(path, tok)
-  assert stats.bank_NxF.shape == (256, len(features.FEATURE_NAMES)) and stats.window == 16
+  assert stats.bank_MxF.shape == (256, len(features.FEATURE_NAMES)) and stats.window == 16
   other = tokenizer_lib.train_byte_level_bpe(["some other text"] * 3, vocab_size=270)
   with pytest.raises(reference_lib.StatsError, match="made with tokenizer .* not this one"):
     reference_lib.load_stats(path, other)
@@ -215,4 +215,4 @@ def test_reference_bank_keeps_document_endings():
   tok = S.tokenizer()
   docs = ["Short one.", "Another short text here."] * 4
   stats = reference_lib.compute_stats(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
-  assert len(stats.bank_NxF) == len(docs) and np.isfinite(stats.bank_NxF).all()
+  assert len(stats.bank_MxF) == len(docs) and np.isfinite(stats.bank_MxF).all()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dft_jax.losses import divergences as D
+from dft_jax.losses import sinkhorn_fast as F
 
 jax.config.update("jax_enable_x64", False)
 
@@ -81,7 +82,7 @@ def test_sinkhorn_to_a_fixed_bank_equals_the_full_divergence():
   gives the divergence and first variations of the three-problem computation."""
   from ott.tools import sinkhorn_divergence
   x, y = _clouds(n=16, m=48)
-  to_bank = D.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7, max_iterations=5000)
+  to_bank = F.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7, max_iterations=5000)
   value, c = jax.jit(to_bank)(x)
   eps = 0.1 * float(jnp.mean(jnp.sum((y[:, None] - y[None]) ** 2, -1)))
   with jax.numpy_rank_promotion("allow"):
@@ -92,7 +93,7 @@ def test_sinkhorn_to_a_fixed_bank_equals_the_full_divergence():
   np.testing.assert_allclose(float(value), float(ref), rtol=1e-4)
   np.testing.assert_allclose(np.asarray(c), np.asarray(c_ref), atol=1e-3 * float(jnp.abs(
       c_ref).max()))
-  assert abs(float(D.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7,
+  assert abs(float(F.sinkhorn_to_bank(y, epsilon=0.1, threshold=1e-7,
                                       max_iterations=5000)(y)[0])) < 1e-3 * float(ref)
 
 
@@ -102,8 +103,8 @@ def test_kernel_domain_equals_log_domain_and_falls_back_on_underflow():
   domain and stays finite."""
   x, y = _clouds(n=16, m=48)
   solve = dict(epsilon=0.1, threshold=1e-6, max_iterations=5000)
-  log_fn = jax.jit(D.sinkhorn_to_bank(y, **solve))
-  kernel_fn = jax.jit(D.sinkhorn_to_bank(y, domain="kernel", **solve))
+  log_fn = jax.jit(F.sinkhorn_to_bank(y, **solve))
+  kernel_fn = jax.jit(F.sinkhorn_to_bank(y, domain="kernel", **solve))
   for points in (x, x.at[3].set(1e3)):  # the second: exp(-C / eps) underflows on row 3
     (v_log, c_log), (v_kernel, c_kernel) = log_fn(points), kernel_fn(points)
     assert np.isfinite(float(v_kernel)) and np.isfinite(np.asarray(c_kernel)).all()
@@ -111,12 +112,12 @@ def test_kernel_domain_equals_log_domain_and_falls_back_on_underflow():
     np.testing.assert_allclose(np.asarray(c_kernel), np.asarray(c_log),
                                atol=1e-3 * float(jnp.abs(c_log).max()))
   with pytest.raises(ValueError, match="unknown Sinkhorn domain"):
-    D.sinkhorn_to_bank(y, domain="kernal")
+    F.sinkhorn_to_bank(y, domain="kernal")
 
 
 @pytest.mark.parametrize("case", ["near", "far", "small_epsilon"])
 def test_sinkhorn_without_value_gradient_has_the_same_variations_and_value(case):
-  """differentiable_value=False (OT(beta, beta) by kernel scaling iterations, no gradient)
+  """sinkhorn_value_kernel (OT(beta, beta) by kernel scaling iterations, no gradient)
   leaves c as it was, bit for bit, and the value within the solvers' tolerance."""
   x, y = _clouds(n=16, m=48)
   kwargs = dict(epsilon=1e-3 if case == "small_epsilon" else 0.05, threshold=1e-6,
@@ -124,7 +125,7 @@ def test_sinkhorn_without_value_gradient_has_the_same_variations_and_value(case)
   if case == "far":
     x = x + 30.0
   full = jax.jit(lambda p: D.sinkhorn(p, y, **kwargs))(x)
-  fast = jax.jit(lambda p: D.sinkhorn(p, y, differentiable_value=False, **kwargs))(x)
+  fast = jax.jit(lambda p: F.sinkhorn_value_kernel(p, y, **kwargs))(x)
   assert np.array_equal(np.asarray(fast[1]), np.asarray(full[1]))
   assert np.isfinite(float(fast[0]))
   np.testing.assert_allclose(float(fast[0]), float(full[0]), rtol=1e-4, atol=1e-6)

@@ -72,14 +72,14 @@ def test_default_reference_path_is_the_train_split_cached_and_bound_to_its_token
   validation = sources.documents(corpus, "validation", data)
   assert len(train) and len(validation)
   expected = reference_lib.compute_stats(train, tok, window=16, corpus=corpus)
-  np.testing.assert_array_equal(stats.bank_NxF, expected.bank_NxF)
+  np.testing.assert_array_equal(stats.bank_MxF, expected.bank_MxF)
   cached = os.listdir(os.path.join(data, "stats"))
   assert len(cached) == 1 and tok.fingerprint in cached[0]
   # reused, not recomputed
   monkeypatch.setattr(reference_lib, "compute_stats",
                       lambda *a, **k: pytest.fail("recomputed a cached reference"))
   again = reference_lib.stats_for_corpus(corpus, tok, window=16, data_dir=data)
-  np.testing.assert_array_equal(again.bank_NxF, stats.bank_NxF)
+  np.testing.assert_array_equal(again.bank_MxF, stats.bank_MxF)
   # a cache made with another tokenizer is refused, not used
   own = tok.fingerprint
   other = S.tokenizer()

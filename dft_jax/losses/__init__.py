@@ -1,6 +1,25 @@
 """Training objectives. Each is `loss_fn(model, batch, rng, step, anchor=None) -> (loss,
 metrics)`, picked by `config.loss.name` through `make`; `anchor` is the starting model when the
-objective asks for one (`needs_anchor`)."""
+objective asks for one (`needs_anchor`).
+
+Reading guide: the default DFT objective (experiments/dft.py: statistics features, Sinkhorn,
+the score-function estimator), end to end, in the order a reader opens the files:
+
+  1. losses/__init__.py   this file: `make` picks the objective by loss.name
+  2. losses/dft.py        its config and checks, `score_function` (sample, featurize, compare
+                          with the bank, weight log p by each sample's first variation), `loss`
+                          (CE + lambda * that surrogate) and `make`
+  3. losses/reference.py  the human reference: the statistics bank of the corpus, `standardize`,
+                          the bank as points of the feature space (`Reference`, built once)
+  4. losses/features.py   the featurizer: 28 statistics of a token window, in 5 groups
+  5. losses/divergences.py  the debiased Sinkhorn divergence (ott's sinkdiv) and the
+                          leave-one-out baseline
+
+Shared with other objectives: cross_entropy.py (the fused LM-head CE) and dft_jax/sampling.py
+(the KV-cache decoder that draws the samples). Only for other settings: embedding.py
+(loss.features=embedding|both), sinkhorn_fast.py + blocked_cost.py (loss.sinkhorn_solver),
+token_level.py (the baselines). `scripts/objective_footprint.py` measures what runs.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
-"""A squared-Euclidean cost matrix for ott's log-domain Sinkhorn, built once per call with one
-matrix product and reduced in blocks of rows that stay in cache.
+"""A squared-Euclidean cost matrix for ott's log-domain Sinkhorn, built once per call and
+reduced in blocks of rows that stay in cache (sinkhorn_fast.py's static-bank solver).
 
 ott's `PointCloud` (no `batch_size`) writes the centred, scaled matrix (f + g - C) / eps to
-memory before each log-sum-exp, because its max and its sum both read it: at 4096 x 4096
-points one pass costs ~25 ms on a 2-core CPU where the same arithmetic over blocks of
-2^20 entries costs ~9 ms (BENCHMARKS.md, round 6). The cost itself, |x|^2 + |y|^2 - 2 x.y,
-is one product of the points augmented with their squared norms ([x, |x|^2, 1] . [-2y, 1,
-|y|^2]): 21 ms instead of 56 ms for the product and a second pass over its output.
+memory before each log-sum-exp, because its max and its sum both read it; reduced over blocks
+of rows that stay in cache, the same arithmetic reads C once per pass (timings: BENCHMARKS.md,
+round 6). The cost is the losses' one squared distance (divergences.sq_dists), stored once.
 
 Weighted log-sum-exps (the `vec` argument, used when ott differentiates the fixed point) and
 everything else go through ott's `Geometry` on the stored matrix, so the solver, its
@@ -19,18 +17,9 @@ import jax
 import jax.numpy as jnp
 from ott.geometry import geometry
 
+from dft_jax.losses.divergences import sq_dists
+
 BLOCK_ENTRIES = 2**20  # entries of C per block (4 MB of float32): measured in BENCHMARKS.md
-
-
-def sq_euclidean(x_NxF, y_MxF):
-  """|x_i - y_j|^2 as one matrix product of the points augmented with their squared norms.
-  (`divergences._sq_dists`, norms added after the product and clamped at 0, stays where it
-  is: the default loss's committed results are reproduced bit for bit with it.)"""
-  x_aug = jnp.concatenate([x_NxF, jnp.sum(x_NxF * x_NxF, -1, keepdims=True),
-                           jnp.ones_like(x_NxF[:, :1])], axis=1)
-  y_aug = jnp.concatenate([-2.0 * y_MxF, jnp.ones_like(y_MxF[:, :1]),
-                           jnp.sum(y_MxF * y_MxF, -1, keepdims=True)], axis=1)
-  return x_aug @ y_aug.T
 
 
 def _rows_per_block(cost_NxM) -> int:
@@ -99,7 +88,7 @@ class BlockedCost(geometry.Geometry):
     """The geometries of ott's Sinkhorn divergence (x/y, x/x and, unless static_b, y/y), the
     signature `sinkhorn_divergence.sinkhorn_divergence(BlockedCost, x, y, ...)` calls."""
     pairs = [(x, y), (x, x)] + ([] if static_b else [(y, y)])
-    return tuple(cls(sq_euclidean(p, q), **kwargs) for p, q in pairs)
+    return tuple(cls(sq_dists(p, q), **kwargs) for p, q in pairs)
 
   def apply_lse_kernel(self, f, g, eps, vec=None, axis=0):
     if vec is not None:

@@ -36,7 +36,7 @@ Logged: `loss` (what is differentiated: CE + lambda * surrogate), `objective` (C
 the group mask, so a left-out group shows its real gap).
 
 Shapes: B rows of the batch, P prompt length, C continuation length, T sequence length,
-V vocabulary, F statistics, E embedding width, X points' width, N bank rows, R Zipf rank bins.
+V vocabulary, F statistics, E embedding width, X points' width, M bank rows, R Zipf rank bins.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
+from flax import nnx, struct
 
 from dft_jax import sampling
-from dft_jax.losses import cross_entropy, divergences, embedding, features
+from dft_jax.losses import cross_entropy, divergences, embedding, features, sinkhorn_fast
 from dft_jax.losses import reference as reference_lib
 from dft_jax.models.decoder import KVCache
 
@@ -78,9 +78,8 @@ def config(**overrides) -> ml_collections.ConfigDict:
       sinkhorn_threshold=1e-3,
       sinkhorn_iterations=200,
       sinkhorn_implicit_diff=True,   # False: differentiate through the unrolled iterations
-      sinkhorn_static_bank=False,    # True: epsilon made absolute by the bank's mean self-cost
-                                     # and OT(bank, bank) solved once per run (score_function)
-      sinkhorn_domain="log",         # kernel: scaling iterations (static bank; log on underflow)
+      sinkhorn_solver="ott",         # ott (plain sinkdiv) | value_kernel | static_bank |
+                                     # static_bank_kernel: the speed-ups of sinkhorn_fast.py
       groups=tuple(features.GROUPS),
       features="stats",              # stats | embedding | both (losses/embedding.py)
       embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
@@ -113,15 +112,14 @@ def validate(cfg) -> None:
       (cfg.features in embedding.FEATURE_SPACES,
        f"unknown loss.features {cfg.features!r}; available: "
        f"{', '.join(embedding.FEATURE_SPACES)}"),
-      (cfg.sinkhorn_domain in ("log", "kernel"),
-       f"loss.sinkhorn_domain must be 'log' or 'kernel', got {cfg.sinkhorn_domain!r}"),
-      (cfg.sinkhorn_domain == "log" or cfg.sinkhorn_static_bank,
-       "loss.sinkhorn_domain='kernel' needs loss.sinkhorn_static_bank=True"),
-      (not cfg.sinkhorn_static_bank or cfg.divergence == "sinkhorn",
-       "loss.sinkhorn_static_bank is for divergence='sinkhorn'"),
-      (not cfg.sinkhorn_static_bank or cfg.estimator == "score_function",
-       "loss.sinkhorn_static_bank needs estimator='score_function' (the other estimators "
-       "compare column subsets of the bank)"),
+      (cfg.sinkhorn_solver in sinkhorn_fast.SOLVERS,
+       f"unknown loss.sinkhorn_solver {cfg.sinkhorn_solver!r}; available: "
+       f"{', '.join(sinkhorn_fast.SOLVERS)}"),
+      (cfg.sinkhorn_solver == "ott" or cfg.divergence == "sinkhorn",
+       f"loss.sinkhorn_solver={cfg.sinkhorn_solver!r} is for divergence='sinkhorn'"),
+      (cfg.sinkhorn_solver == "ott" or cfg.estimator == "score_function",
+       f"loss.sinkhorn_solver={cfg.sinkhorn_solver!r} needs estimator='score_function' (the "
+       "others differentiate the value, or compare column subsets of the bank)"),
       (cfg.features == "stats" or cfg.estimator == "score_function",
        f"loss.features={cfg.features!r} needs estimator='score_function' (the embedder is a "
        "frozen model; the other estimators differentiate features)"),
@@ -131,21 +129,17 @@ def validate(cfg) -> None:
       raise ValueError(message)
 
 
-def make_divergence(cfg, bank_NxX=None):
-  """fn(x, y) -> (D, advantage per sample) for loss.divergence; with sinkhorn_static_bank, bound
-  to the fixed bank `bank_NxX` (its self-transport solved here, once); for score_function,
-  Sinkhorn's OT(bank, bank) term (value only) in the kernel domain."""
-  if cfg.divergence == "sinkhorn":
-    kwargs = dict(epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
-                  max_iterations=cfg.sinkhorn_iterations,
-                  implicit_diff=cfg.sinkhorn_implicit_diff)
-    if cfg.sinkhorn_static_bank:
-      return divergences.make("sinkhorn", bank_MxF=bank_NxX, domain=cfg.sinkhorn_domain,
-                              **kwargs)
-    # the score-function estimator reports D and never differentiates it
-    return divergences.make("sinkhorn", differentiable_value=cfg.estimator != "score_function",
-                            **kwargs)
-  return divergences.make(cfg.divergence)
+def make_divergence(cfg, bank_MxX=None):
+  """fn(x, y) -> (D, advantage per sample) for loss.divergence; Sinkhorn through ott's plain
+  divergence, or the speed-up loss.sinkhorn_solver names (sinkhorn_fast.py; the static-bank
+  ones bound to the fixed bank `bank_MxX`, its self-transport solved here, once)."""
+  if cfg.divergence != "sinkhorn":
+    return divergences.make(cfg.divergence)
+  kwargs = dict(epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
+                max_iterations=cfg.sinkhorn_iterations, implicit_diff=cfg.sinkhorn_implicit_diff)
+  if cfg.sinkhorn_solver == "ott":
+    return divergences.make("sinkhorn", **kwargs)
+  return sinkhorn_fast.make(cfg.sinkhorn_solver, bank_MxX, **kwargs)
 
 
 def group_gaps(std_BxF) -> dict:
@@ -155,7 +149,19 @@ def group_gaps(std_BxF) -> dict:
           .mean() for group, names in features.GROUPS.items()}
 
 
-# --- estimators: each returns (term to add times lambda, KL surrogate, metrics) ----------------
+# --- estimators: each returns a Term ---------------------------------------------------------
+
+
+@struct.dataclass
+class Term:
+  """What an estimator gives `loss`: the surrogate differentiated (times lambda), D's value,
+  the KL anchor's surrogate (times kl_beta) and value (zeros without the anchor), and what
+  else it logs (sample length, per-group gaps)."""
+  surrogate: jax.Array
+  value: jax.Array
+  kl_surrogate: jax.Array
+  kl: jax.Array
+  metrics: dict
 
 
 def deployed_logp(model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, valid_BxC, *,
@@ -195,7 +201,7 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
   z_BxE = None
   if ref.embedder is not None:
     z_BxE = jax.lax.stop_gradient(ref.embedder(anchor, sample_BxC, text_BxC))
-  value, advantage_B = divergence(ref.points(std_BxF, z_BxE), ref.bank_NxX)
+  value, advantage_B = divergence(ref.points(std_BxF, z_BxE), ref.bank_MxX)
   advantage_B = jax.lax.stop_gradient(advantage_B)
 
   seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
@@ -206,13 +212,12 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
       sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
       temperature=cfg.temperature, top_p=cfg.top_p)
   logp_B = logp(model)
-  metrics = {"dist": value, "sample_len": valid_BxC.sum(1).mean(), **group_gaps(std_BxF)}
-  kl_term = jnp.zeros(())
+  kl_surrogate = kl = jnp.zeros(())
   if cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
     kl_B = jax.lax.stop_gradient(logp_B - logp(anchor))
-    kl_term = jnp.mean(divergences.loo_advantage(kl_B) * logp_B)
-    metrics["kl"] = kl_B.mean()
-  return jnp.mean(advantage_B * logp_B), kl_term, metrics
+    kl_surrogate, kl = jnp.mean(divergences.loo_advantage(kl_B) * logp_B), kl_B.mean()
+  metrics = {"sample_len": valid_BxC.sum(1).mean(), **group_gaps(std_BxF)}
+  return Term(jnp.mean(advantage_B * logp_B), value, kl_surrogate, kl, metrics)
 
 
 def straight_through(model, batch, rng, *, ref, cfg, divergence):
@@ -238,9 +243,9 @@ def straight_through(model, batch, rng, *, ref, cfg, divergence):
   soft_BxF = jax.vmap(lambda y: features.soft_featurize(y, ref.tables))(y_CxBxV.swapaxes(0, 1))
   cols = features.SOFT_COLUMNS
   mask = ref.mask_F[None, cols]
-  x_BxF = (soft_BxF - ref.mean_F[None, cols]) / ref.sd_F[None, cols] * mask
-  value, _ = divergence(x_BxF, ref.std_bank_NxF[:, cols] * mask)
-  return value, jnp.zeros(()), {"dist": value}
+  x_BxF = ref.standardize(soft_BxF, cols) * mask
+  value, _ = divergence(x_BxF, ref.std_bank_MxF[:, cols] * mask)
+  return Term(value, value, jnp.zeros(()), jnp.zeros(()), {})
 
 
 def expected(logits_BxTxV, batch, *, ref, divergence):
@@ -252,9 +257,9 @@ def expected(logits_BxTxV, batch, *, ref, divergence):
   mass_BxR = jnp.einsum("btv,vr,bt->br", probs_BxTxV, rank_onehot_VxR, w_BxT)
   mass_BxR = mass_BxR / jnp.maximum(w_BxT.sum(1, keepdims=True), 1.0)
   cols = features.RANK_BIN_COLUMNS
-  x_BxR = (mass_BxR - ref.mean_F[None, cols]) / ref.sd_F[None, cols]
-  value, _ = divergence(x_BxR, ref.std_bank_NxF[:, cols])
-  return value, jnp.zeros(()), {"dist": value}
+  x_BxR = ref.standardize(mass_BxR, cols)
+  value, _ = divergence(x_BxR, ref.std_bank_MxF[:, cols])
+  return Term(value, value, jnp.zeros(()), jnp.zeros(()), {})
 
 
 # --- the loss ----------------------------------------------------------------------------------
@@ -283,14 +288,15 @@ def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
   if cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
     shapes = jax.eval_shape(term_fn)
     zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    term, kl_term, dist_metrics = jax.lax.cond(step % cfg.every == 0, term_fn, zeros)
+    term = jax.lax.cond(step % cfg.every == 0, term_fn, zeros)
   else:
-    term, kl_term, dist_metrics = term_fn()
+    term = term_fn()
   lam = lambda_at(cfg, step)
-  objective = cfg.ce_weight * ce + lam * dist_metrics["dist"] + \
-      cfg.kl_beta * dist_metrics.get("kl", 0.0)
-  total = cfg.ce_weight * ce + lam * term + cfg.kl_beta * kl_term
-  return total, {**metrics, **dist_metrics, "lambda": lam, "objective": objective}
+  objective = cfg.ce_weight * ce + lam * term.value + cfg.kl_beta * term.kl
+  total = cfg.ce_weight * ce + lam * term.surrogate + cfg.kl_beta * term.kl_surrogate
+  kl = {"kl": term.kl} if cfg.kl_beta > 0 else {}
+  return total, {**metrics, "dist": term.value, **term.metrics, **kl, "lambda": lam,
+                 "objective": objective}
 
 
 def make(loss_cfg, model_cfg, context):
@@ -300,5 +306,5 @@ def make(loss_cfg, model_cfg, context):
     raise ValueError("loss.name='dft' needs the run's tokenizer")
   ref = context.reference or reference_lib.build(loss_cfg, model_cfg, context)
   return functools.partial(loss, ref=ref, cfg=loss_cfg,
-                           divergence=make_divergence(loss_cfg, ref.bank_NxX),
+                           divergence=make_divergence(loss_cfg, ref.bank_MxX),
                            eos=context.eos())

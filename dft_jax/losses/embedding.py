@@ -57,10 +57,10 @@ def embed(model, tokens_BxT, valid_BxT, layer: int, pooling: str):
   return pool(hidden, valid_BxT, pooling)
 
 
-def whitening(bank_NxD: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def whitening(bank_MxE: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
   """(mu [D], W [D, D]) with W = (Sigma + ridge * mean eigenvalue * I)^{-1/2}, symmetric (ZCA);
   Sigma the bank's covariance (ddof 0)."""
-  x = np.asarray(bank_NxD, np.float64)
+  x = np.asarray(bank_MxE, np.float64)
   mu = x.mean(0)
   sigma = np.cov(x - mu, rowvar=False, ddof=0)
   eigval, eigvec = np.linalg.eigh(sigma)
@@ -88,7 +88,7 @@ def fingerprint(model, layer: int, pooling: str) -> str:
 
 def embed_bank(model, tokens_NxT: np.ndarray, valid_NxT: np.ndarray, layer: int,
                pooling: str, batch_size: int = 64) -> np.ndarray:
-  """[N, D] float32 embeddings of the reference windows, in batches of `batch_size`."""
+  """[M, E] float32 embeddings of the reference windows, in batches of `batch_size`."""
   graph, state = nnx.split(model)  # an argument, not a constant: it may span other hosts
   fn = jax.jit(lambda s, t, v: embed(nnx.merge(graph, s), t, v, layer, pooling))
   out = []

@@ -38,7 +38,7 @@ class StatsError(ValueError):
 
 @dataclasses.dataclass
 class ReferenceStats:
-  bank_NxF: np.ndarray
+  bank_MxF: np.ndarray
   mean_F: np.ndarray
   sd_F: np.ndarray
   unigram_counts_V: np.ndarray
@@ -51,8 +51,14 @@ class ReferenceStats:
              vocab_size: int | None = None) -> features.Tables:
     return features.build_tables(tokenizer, self.unigram_counts_V, vocab_size)
 
-  def standardize(self, x_NxF):
-    return (x_NxF - self.mean_F) / self.sd_F
+  def standardize(self, raw_MxF):
+    return standardize(raw_MxF, self.mean_F, self.sd_F)
+
+
+def standardize(raw_xF, mean_F, sd_F):
+  """Raw statistics (any leading axes) in units of the reference's sd, about its mean: the one
+  standardization the bank, the samples and every estimator use."""
+  return (raw_xF - mean_F) / sd_F
 
 
 # --- windows and the statistics bank ---------------------------------------------------------
@@ -68,7 +74,7 @@ def reference_windows(ids, window: int, min_tokens: int) -> list[list[int]]:
 def reference_tokens(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
                      max_windows: int = 1024, seed: int = 0, corpus: str = "",
                      min_tokens: int | None = None):
-  """(tokens [N, window] int32, valid [N, window] bool, unigram counts [V]) of the reference
+  """(tokens [M, window] int32, valid [M, window] bool, unigram counts [V]) of the reference
   windows: every document's (reference_windows; `min_tokens` defaults to window // 8, at
   least 4), a seeded subset of at most `max_windows`. The same windows feed the statistics
   bank and the embedding bank."""
@@ -93,17 +99,17 @@ def reference_tokens(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: i
 
 def featurize_windows(tokens_NxT, valid_NxT, tables: features.Tables,
                       batch_size: int = 256) -> np.ndarray:
-  """Raw statistics [N, F] of token windows, jitted in batches."""
+  """Raw statistics [M, F] of token windows, jitted in batches."""
   fn = jax.jit(lambda t, v: features.featurize_batch(t, v, tables))
   return np.concatenate([np.asarray(fn(tokens_NxT[i:i + batch_size],
                                        valid_NxT[i:i + batch_size]))
                          for i in range(0, len(tokens_NxT), batch_size)])
 
 
-def standardization(bank_NxF: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardization(bank_MxF: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(mean [F], sd [F]) of a bank; a constant feature gets sd 1 (its gap stays in raw units)."""
-  sd = bank_NxF.std(0)
-  return bank_NxF.mean(0), np.where(sd > 1e-6, sd, 1.0)
+  sd = bank_MxF.std(0)
+  return bank_MxF.mean(0), np.where(sd > 1e-6, sd, 1.0)
 
 
 def compute_stats(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int = 64,
@@ -122,7 +128,7 @@ def compute_stats(documents, tokenizer: tokenizer_lib.Tokenizer, *, window: int 
 def save_stats(stats: ReferenceStats, path: str) -> None:
   meta = dict(window=stats.window, version=stats.version, fingerprint=stats.fingerprint,
               corpus=stats.corpus, feature_names=list(features.FEATURE_NAMES))
-  files.savez(path, bank=stats.bank_NxF, mean=stats.mean_F, sd=stats.sd_F,
+  files.savez(path, bank=stats.bank_MxF, mean=stats.mean_F, sd=stats.sd_F,
               unigram_counts=stats.unigram_counts_V, meta=json.dumps(meta))
 
 
@@ -177,6 +183,18 @@ class Embedder:
     return (e_BxE - self.mu_E[None]) @ self.w_ExE
 
 
+def space_points(space: str, mask_F, std_BxF, z_BxE=None):
+  """Points of a feature space: masked standardized statistics and/or whitened embeddings,
+  each scaled by embedding.space_scales so lambda means the same in every space."""
+  if space == "stats":
+    return std_BxF * mask_F[None]
+  stats_width = int(np.asarray(mask_F).sum())
+  s_stats, s_emb = embedding.space_scales(space, stats_width, z_BxE.shape[1])
+  if space == "embedding":
+    return z_BxE * s_emb
+  return jnp.concatenate([std_BxF * mask_F[None] * s_stats, z_BxE * s_emb], axis=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Reference:
   """The loss's view of the reference (numpy tables become jit constants)."""
@@ -185,30 +203,23 @@ class Reference:
   mean_F: jax.Array             # standardization of the raw statistics
   sd_F: jax.Array
   mask_F: jax.Array             # 1 on the statistics of loss.groups
-  std_bank_NxF: jax.Array       # standardized statistics bank, unmasked (pathwise estimators)
-  bank_NxX: jax.Array           # the bank as points of `space` (X = its width)
+  std_bank_MxF: jax.Array       # standardized statistics bank, unmasked (pathwise estimators)
+  bank_MxX: jax.Array           # the bank as points of `space` (X = its width)
   embedder: Embedder | None     # for 'embedding' and 'both'
 
-  @property
-  def stats_width(self) -> int:
-    return int(np.asarray(self.mask_F).sum())
-
-  def standardize(self, raw_BxF):
-    return (raw_BxF - self.mean_F[None]) / self.sd_F[None]
+  def standardize(self, raw_BxF, cols=None):
+    """Raw statistics [B, F], or the columns `cols` of them, standardized."""
+    if cols is None:
+      return standardize(raw_BxF, self.mean_F[None], self.sd_F[None])
+    return standardize(raw_BxF, self.mean_F[None, cols], self.sd_F[None, cols])
 
   def points(self, std_BxF, z_BxE=None):
-    """Points of `space`: masked standardized statistics and/or whitened embeddings, each
-    scaled by embedding.space_scales so lambda means the same in every space."""
-    if self.space == "stats":
-      return std_BxF * self.mask_F[None]
-    s_stats, s_emb = embedding.space_scales(self.space, self.stats_width, z_BxE.shape[1])
-    if self.space == "embedding":
-      return z_BxE * s_emb
-    return jnp.concatenate([std_BxF * self.mask_F[None] * s_stats, z_BxE * s_emb], axis=1)
+    """The samples as points of `space` (space_points)."""
+    return space_points(self.space, self.mask_F, std_BxF, z_BxE)
 
 
 def _embedding_bank(loss_cfg, model_cfg, context, tok):
-  """(Embedder, the windows' tokens [N, T] and valid mask [N, T], their whitened z [N, E]):
+  """(Embedder, the windows' tokens [M, T] and valid mask [M, T], their whitened z [M, E]):
   the reference windows embedded by the starting model, cached under
   $DFT_JAX_DATA/embeddings by corpus, tokenizer, window and model fingerprint."""
   if context.starting_model is None:
@@ -225,12 +236,12 @@ def _embedding_bank(loss_cfg, model_cfg, context, tok):
   key = embedding.fingerprint(model, layer, loss_cfg.embedding_pooling)
   path = os.path.join(corpora.data_root(context.data_dir), "embeddings",
                       f"{_cache_name(corpus)}-{tok.fingerprint}-w{loss_cfg.gen_len}-{key}.npz")
-  bank_NxE = embedding.cached_bank(path if jax.process_index() == 0 else None, model, tokens,
+  bank_MxE = embedding.cached_bank(path if jax.process_index() == 0 else None, model, tokens,
                                    valid, layer, loss_cfg.embedding_pooling, key=key)
-  mu_E, w_ExE = embedding.whitening(bank_NxE)
+  mu_E, w_ExE = embedding.whitening(bank_MxE)
   embedder = Embedder(layer, loss_cfg.embedding_pooling, jnp.asarray(mu_E, jnp.float32),
                       jnp.asarray(w_ExE, jnp.float32))
-  return embedder, tokens, valid, jnp.asarray((bank_NxE - mu_E) @ w_ExE, jnp.float32)
+  return embedder, tokens, valid, jnp.asarray((bank_MxE - mu_E) @ w_ExE, jnp.float32)
 
 
 def build(loss_cfg, model_cfg, context) -> Reference:
@@ -247,18 +258,17 @@ def build(loss_cfg, model_cfg, context) -> Reference:
                      "featurized continuations must be as long as the reference windows")
   tables = stats.tables(tok, model_cfg.vocab_size)
   mean_F, sd_F = jnp.asarray(stats.mean_F), jnp.asarray(stats.sd_F)
-  std_bank_NxF = jnp.asarray(stats.standardize(stats.bank_NxF))
-  ref = Reference(loss_cfg.features, tables, mean_F, sd_F,
-                  jnp.asarray(features.group_mask(loss_cfg.groups)), std_bank_NxF,
-                  std_bank_NxF, None)
-  if loss_cfg.features == "stats":
-    return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF))
-  embedder, tokens, valid, z_NxE = _embedding_bank(loss_cfg, model_cfg, context, tok)
-  std_NxF = None
-  if loss_cfg.features == "both":  # the statistics of the embedded windows, row for row
-    std_NxF = ref.standardize(features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid),
-                                                       tables))
-  return dataclasses.replace(ref, bank_NxX=ref.points(std_NxF, z_NxE), embedder=embedder)
+  mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
+  std_bank_MxF = jnp.asarray(stats.standardize(stats.bank_MxF))
+  embedder, std_MxF, z_MxE = None, std_bank_MxF, None
+  if loss_cfg.features != "stats":
+    embedder, tokens, valid, z_MxE = _embedding_bank(loss_cfg, model_cfg, context, tok)
+    std_MxF = None
+    if loss_cfg.features == "both":  # the statistics of the embedded windows, row for row
+      raw_MxF = features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid), tables)
+      std_MxF = standardize(raw_MxF, mean_F[None], sd_F[None])
+  return Reference(loss_cfg.features, tables, mean_F, sd_F, mask_F, std_bank_MxF,
+                   space_points(loss_cfg.features, mask_F, std_MxF, z_MxE), embedder)
 
 
 def placeholder(loss_cfg, model_cfg, *, bank_rows: int = 1024, seed: int = 0) -> Reference:
@@ -271,14 +281,13 @@ def placeholder(loss_cfg, model_cfg, *, bank_rows: int = 1024, seed: int = 0) ->
   tables = features.Tables(rng.rand(v) < 0.5, rng.rand(v) < 0.8,
                            rng.rand(v, len(features.PUNCT_CLASSES)) < 0.01,
                            rng.randint(0, features.NUM_RANK_BINS, v).astype(np.int32))
-  std_bank_NxF = jnp.asarray(rng.randn(bank_rows, f), jnp.float32)
-  ref = Reference(loss_cfg.features, tables, jnp.zeros(f), jnp.ones(f),
-                  jnp.asarray(features.group_mask(loss_cfg.groups)), std_bank_NxF,
-                  std_bank_NxF, None)
-  if loss_cfg.features == "stats":
-    return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF))
-  e = model_cfg.hidden_size
-  layer = model_cfg.num_layers if loss_cfg.embedding_layer < 0 else loss_cfg.embedding_layer
-  embedder = Embedder(layer, loss_cfg.embedding_pooling, jnp.zeros(e), jnp.eye(e))
-  z_NxE = jnp.asarray(rng.randn(bank_rows, e), jnp.float32)
-  return dataclasses.replace(ref, bank_NxX=ref.points(std_bank_NxF, z_NxE), embedder=embedder)
+  mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
+  std_bank_MxF = jnp.asarray(rng.randn(bank_rows, f), jnp.float32)
+  embedder, z_MxE = None, None
+  if loss_cfg.features != "stats":
+    e = model_cfg.hidden_size
+    layer = model_cfg.num_layers if loss_cfg.embedding_layer < 0 else loss_cfg.embedding_layer
+    embedder = Embedder(layer, loss_cfg.embedding_pooling, jnp.zeros(e), jnp.eye(e))
+    z_MxE = jnp.asarray(rng.randn(bank_rows, e), jnp.float32)
+  return Reference(loss_cfg.features, tables, jnp.zeros(f), jnp.ones(f), mask_F, std_bank_MxF,
+                   space_points(loss_cfg.features, mask_F, std_bank_MxF, z_MxE), embedder)

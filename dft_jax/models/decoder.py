@@ -33,7 +33,8 @@ def _lead(x: jax.Array, ndim: int) -> jax.Array:
 def _dense(x, kernel, in_dims: int = 1, preferred_element_type=None):
   """x [..., *in] @ kernel [*in, *out] as one 2-D matmul [prod(lead), prod(in)] @ [prod(in),
   prod(out)]. XLA CPU lays out 2-D dots and their weight gradients without the transposes it
-  inserts for contractions over several axes (batch and time): about 2x faster backward."""
+  inserts for contractions over several axes (batch and time): a faster backward
+  (BENCHMARKS.md)."""
   lead, ins, outs = x.shape[:x.ndim - in_dims], kernel.shape[:in_dims], kernel.shape[in_dims:]
   k = math.prod(ins)
   y = jnp.matmul(x.reshape(-1, k), kernel.reshape(k, -1),

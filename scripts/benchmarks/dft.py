@@ -19,7 +19,7 @@ from experiments import dft as dft_exp
 def _distance_seconds(loss, ref, tables, vocab_size: int, reps: int, div) -> float:
   """Median seconds of the featurizer + divergence `div` alone (jit), on random samples of the
   DFT step's shape against the standardized reference bank."""
-  bank = jax.numpy.asarray(ref.standardize(ref.bank_NxF))
+  bank = jax.numpy.asarray(ref.standardize(ref.bank_MxF))
   tokens = np.random.RandomState(0).randint(0, vocab_size, (loss.dist_batch, loss.gen_len))
   fn = jax.jit(lambda t: div(features.featurize_batch(t, jax.numpy.ones(t.shape, bool), tables),
                              bank))
@@ -52,7 +52,7 @@ def dft_over_ce(opts: Options) -> dict:
   tok = tokenizer(config)
   n = max(opts.batches // 4, 8)
   runs = {"dft": step_runner(config, cfg, tok)}
-  config.loss = dft_exp.dft_loss(sinkhorn_static_bank=True)
+  config.loss = dft_exp.dft_loss(sinkhorn_solver="static_bank")
   runs["static"] = step_runner(config, cfg, tok)
   config.loss = ml_collections.ConfigDict({"name": "ce"})
   runs["ce"] = step_runner(config, cfg, tok)
@@ -74,8 +74,8 @@ def dft_over_ce(opts: Options) -> dict:
         f"floor); featurizer + {loss.divergence} {dist_s * 1e3:.1f} ms = "
         f"{100 * dist_s / dft_s:.1f}% of the DFT step (all three Sinkhorn problems in the log "
         f"domain: {three_s * 1e3:.1f} ms; dist_batch {loss.dist_batch}, prompt "
-        f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_NxF)}); with "
-        f"loss.sinkhorn_static_bank {static_s * 1e3:.1f} ms = {static_s / ce_s:.2f}x")
+        f"{loss.prompt_len}, continuation {loss.gen_len}, bank {len(ref.bank_MxF)}); with "
+        f"loss.sinkhorn_solver=static_bank {static_s * 1e3:.1f} ms = {static_s / ce_s:.2f}x")
   return {"dft_step_s": dft_s, "ce_step_s": ce_s, "dft_over_ce": dft_s / ce_s,
           "dft_flop_floor": floor, "dft_over_floor": dft_s / ce_s / floor,
           "dft_static_bank_over_ce": static_s / ce_s,
