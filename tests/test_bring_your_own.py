@@ -37,7 +37,7 @@ def test_own_gguf_model_and_text_folder_give_sft_dft_and_the_table(tmp_path):
   results = json.load(open(os.path.join(root, "table", "results.json")))
   deployed = results["decodings"]["deployed: T=0.7, top-p=0.9"]
   assert [r["row"] for r in deployed["runs"]] == ["base", "SFT", "DFT (score-function)"]
-  assert deployed["comparisons"][0]["dft_row"] == "DFT (score-function)"
+  assert deployed["comparisons"][0]["row"] == "DFT (score-function)"
   assert results["corpus"] == texts
   runs = results["provenance"]["runs"]
   assert sorted(os.path.basename(r) for r in runs) == ["base", "dft_s0", "sft_s0"]

@@ -13,6 +13,7 @@ from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
 from dft_jax.evaluation import comparison, report, reproduce, samples, tables
+from dft_jax.evaluation.scored import ScoredRun
 from dft_jax.models import Decoder, ModelConfig
 
 import train_utils
@@ -171,7 +172,7 @@ def test_reproduce_table_on_two_finished_runs(runs):
   assert "Emb. MMD² ↓" in md and f"Embeddings: {os.path.basename(runs['base'])}" in md
   [comp] = deployed["comparisons"]
   assert "embedding_mmd" in comp["deltas"]
-  assert comp["dft_row"] == "DFT (score-function)"
+  assert comp["row"] == "DFT (score-function)"
   for key, d in comp["deltas"].items():  # the point difference is the table's own
     if key in deployed["runs"][0]:
       assert d["delta"] == pytest.approx(deployed["runs"][1][key] - deployed["runs"][0][key],
@@ -185,14 +186,14 @@ def test_reproduce_table_on_two_finished_runs(runs):
 
 
 def test_no_sft_row_means_no_comparison_and_one_line_saying_why():
-  # nothing is measured: the human side, feature space and perplexities are never touched
-  entries = [{"row": "base", "run": "a"}, {"row": "DFT (score-function)", "run": "b"}]
-  comps, why = comparison.compare_all(entries, None, None, 20, 0, None, None, None)
+  # nothing is measured: the human side, samples' scores and perplexities are never touched
+  run = lambda row, workdir: ScoredRun(row, workdir, 0, None, {})  # noqa: E731
+  runs = [run("base", "a"), run("DFT (score-function)", "b")]
+  comps, why = comparison.compare_all(runs, "T=1", None, 20, 0)
   assert comps == [] and why == (
       "no comparison: none of the runs is an SFT row (a run fine-tuned with loss ce from "
       "init_from, or one labelled RUN_DIR=SFT) to compare against")
-  comps, why = comparison.compare_all(entries[:1] + [{"row": "SFT", "run": "c"}], None, None,
-                                      20, 0, None, None, None)
+  comps, why = comparison.compare_all(runs[:1] + [run("SFT", "c")], "T=1", None, 20, 0)
   assert comps == [] and why == "no comparison: no row besides SFT and base to compare with SFT"
 
 

@@ -46,7 +46,7 @@ def test_reproduce_table_sweep_trains_resumes_and_writes_the_table(tmp_path):
   results = json.load(open(os.path.join(root, "table", "results.json")))
   deployed = results["decodings"]["deployed: T=0.7, top-p=0.9"]
   assert [r["row"] for r in deployed["runs"]] == ["base", "SFT", "DFT (score-function)"]
-  assert deployed["comparisons"][0]["dft_row"] == "DFT (score-function)"
+  assert deployed["comparisons"][0]["row"] == "DFT (score-function)"
   table = open(os.path.join(root, "table", "table.md")).read()
   # the columns of the committed demo table, every one of them (MAUVE needs the eval extra)
   committed = open(os.path.join(train_utils.REPO, "experiments", "results", "table1_demo",

@@ -11,5 +11,6 @@ perplexity, paired comparisons, tables and plots.
   comparison.py     row − SFT on the same prompts, with intervals and verdicts
   tables.py         Markdown / LaTeX tables with mean ± sd over seeds
   plots.py          sentence-length histograms, per-feature gaps, training curves
+  scored.py         typed values a table is built from: held-out set, scored runs
   reproduce.py      finished runs -> the paper table
 """

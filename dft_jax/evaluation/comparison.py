@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from dft_jax.evaluation import intervals, tables, text_metrics
+from dft_jax.evaluation.scored import Decoded, HeldOut, ScoredRun
 
 # Metrics with a paired bootstrap interval, and those that also get a gap-closed column.
 BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "compression_ratio", "zipf",
@@ -34,18 +35,21 @@ def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
   return lambda idx: float(pair(pick(texts, idx), pick(human, idx)))
 
 
-def _unit_metrics(texts, human, feats_NxF, human_NxF, space, correct_h, correct_m, emb=None,
-                  emb_space=None) -> dict:
-  """Every bootstrapped metric of one run as a function of the drawn prompt indices."""
-  out = {k: _text_metric(k, texts, human) for k in BOOTSTRAPPED
+def _unit_metrics(dec: Decoded, held: HeldOut) -> dict:
+  """Every bootstrapped metric of one run at one decoding as a function of the drawn prompt
+  indices."""
+  space, emb_space, human_NxF = held.space, held.emb_space, held.space.human_NxF
+  feats_NxF, emb_NxE = dec.feats_NxF, dec.emb_NxE
+  correct_h, correct_m = dec.verdicts["correct_human"], dec.verdicts["correct_model"]
+  out = {k: _text_metric(k, dec.texts, held.human) for k in BOOTSTRAPPED
          if not k.startswith(("feature_", "judge_"))}
   div = intervals.memo(lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx]))
   out["feature_sinkhorn"] = lambda idx: div(idx)["feature_sinkhorn"]
   out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
   out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
-  if emb is not None:
-    out["embedding_mmd"] = lambda idx: emb_space.divergences(emb[idx], emb_space.human_NxF[idx])[
-        "embedding_mmd"]
+  if emb_NxE is not None:
+    out["embedding_mmd"] = lambda idx: emb_space.divergences(
+        emb_NxE[idx], emb_space.human_NxF[idx])["embedding_mmd"]
   return {k: intervals.memo(f) for k, f in out.items()}
 
 
@@ -65,61 +69,56 @@ def human_metrics(human: list[str], space, human_feats, human_b_feats) -> dict:
   return out
 
 
-def row_metrics(entries: list[dict], human: list[str], human_feats, space) -> dict:
-  """Every bootstrapped metric of one table row (its seeds averaged) as functions of the drawn
-  prompts."""
-  return _seed_mean([_unit_metrics(r["texts"], human, r["feats"], human_feats, space,
-                                   r["verdicts"]["correct_human"], r["verdicts"]["correct_model"],
-                                   r.get("emb"), r.get("emb_space"))
-                     for r in entries])
+def row_metrics(runs: Sequence[ScoredRun], decoding: str, held: HeldOut) -> dict:
+  """Every bootstrapped metric of one table row (its runs: seeds, averaged) at `decoding` as
+  functions of the drawn prompts."""
+  return _seed_mean([_unit_metrics(r.decodings[decoding], held) for r in runs])
 
 
-def compare(decoding_runs: list[dict], sft_fns: dict, row: str, human_fns: dict, ppl: dict,
-                reps: int, seed: int, human: list[str], space, human_feats) -> dict:
-  """Row `row` − SFT with paired bootstrap intervals, gap closed, and the claims' verdicts."""
-  sft = [r for r in decoding_runs if r["row"] == "SFT"]
-  dft = [r for r in decoding_runs if r["row"] == row]
-  n = len(human)
-  fns = {"sft": sft_fns, "dft": row_metrics(dft, human, human_feats, space)}
+def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, held: HeldOut,
+            reps: int, seed: int) -> dict:
+  """Row `row` − SFT at `decoding` with paired bootstrap intervals, gap closed, and the claims'
+  verdicts; sft_fns: SFT's row_metrics (one memo for every compared row)."""
+  sft_runs = [r for r in runs if r.row == "SFT"]
+  row_runs = [r for r in runs if r.row == row]
+  n = len(held.human)
+  row_fns, human_fns = row_metrics(row_runs, decoding, held), held.human_fns
   draws = intervals.indices(n, reps, seed)
-  intervals.prefetch([fns["sft"]["feature_sinkhorn"], fns["dft"]["feature_sinkhorn"],
+  intervals.prefetch([sft_fns["feature_sinkhorn"], row_fns["feature_sinkhorn"],
                       human_fns["feature_sinkhorn"]], draws)
-  deltas = {k: intervals.paired(fns["sft"][k], fns["dft"][k], draws, n) for k in fns["sft"]}
-  gaps = {k: intervals.gap_closed(fns["sft"][k], fns["dft"][k], human_fns[k], draws, n)
+  deltas = {k: intervals.paired(sft_fns[k], row_fns[k], draws, n) for k in sft_fns}
+  gaps = {k: intervals.gap_closed(sft_fns[k], row_fns[k], human_fns[k], draws, n)
           for k in GAP_CLOSED}
-  ppl_ratio = None
-  if ppl:
-    base = ppl[sft[0]["run"]]
-    ratios = [intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
-                                       ppl[r["run"]]["nll_per_piece"], reps, seed)
-              for r in dft if r["run"] in ppl]
-    ppl_ratio = {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
-    deltas["perplexity_ratio"] = ppl_ratio
-  verdicts = intervals.claims(fns["sft"], fns["dft"], human_fns, draws, n, ppl_ratio)
-  return {"dft_row": dft[0]["row"], "seeds": len(dft), "deltas": deltas, "gap_closed": gaps,
+  base = sft_runs[0].perplexity
+  ratios = [intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
+                                     r.perplexity["nll_per_piece"], reps, seed)
+            for r in row_runs]
+  ppl_ratio = {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
+  deltas["perplexity_ratio"] = ppl_ratio
+  verdicts = intervals.claims(sft_fns, row_fns, human_fns, draws, n, ppl_ratio)
+  return {"row": row, "seeds": len(row_runs), "deltas": deltas, "gap_closed": gaps,
           "claims": verdicts}
 
 
-def compare_all(entries: list[dict], human_fns: dict, ppl: dict, reps: int, seed: int,
-                human: list[str], space, human_feats) -> tuple[list[dict], str | None]:
+def compare_all(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, reps: int,
+                seed: int) -> tuple[list[dict], str | None]:
   """(`compare` of every fine-tuned row but SFT and base, in table order; None) or, when there
   is nothing to compare (no SFT row, or no other row), ([], the one-line reason)."""
-  rows = list(dict.fromkeys(e["row"] for e in entries))
+  rows = list(dict.fromkeys(r.row for r in runs))
   if "SFT" not in rows:
     return [], ("no comparison: none of the runs is an SFT row (a run fine-tuned with loss ce "
                 "from init_from, or one labelled RUN_DIR=SFT) to compare against")
   compared = [row for row in rows if row not in ("SFT", "base")]
   if not compared:
     return [], "no comparison: no row besides SFT and base to compare with SFT"
-  sft_fns = row_metrics([e for e in entries if e["row"] == "SFT"], human, human_feats, space)
-  return [compare(entries, sft_fns, row, human_fns, ppl, reps, seed, human, space, human_feats)
-          for row in compared], None
+  sft_fns = row_metrics([r for r in runs if r.row == "SFT"], decoding, held)
+  return [compare(runs, decoding, row, sft_fns, held, reps, seed) for row in compared], None
 
 
 def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
   names = dict((c[0], c[1]) for c in tables.COLUMNS)
   names["perplexity_ratio"] = "PPL ratio DFT/SFT − 1"
-  lines = [f"**{comp['dft_row']} − SFT, {decoding_label}**: paired bootstrap over {prompts} "
+  lines = [f"**{comp['row']} − SFT, {decoding_label}**: paired bootstrap over {prompts} "
            f"prompts ({reps} replicates, 95% intervals; seeds averaged within a replicate: "
            f"{comp['seeds']}). Gap closed = (SFT − DFT) / (SFT − human); for the feature "
            "divergence 'human' is the split-half floor.", "",
@@ -130,7 +129,7 @@ def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
            else f"{g['value']:.2f} | [{g['lo']:.2f}, {g['hi']:.2f}]")
     lines.append(f"| {names.get(key, key)} | {d['delta']:+.4g} | [{d['lo']:+.4g}, "
                  f"{d['hi']:+.4g}] | {gap} |")
-  lines += ["", f"Verdict ({comp['dft_row']} vs SFT, {decoding_label}; computed from the "
+  lines += ["", f"Verdict ({comp['row']} vs SFT, {decoding_label}; computed from the "
                 "intervals):",
             intervals.summarize(comp["claims"]), ""]
   return "\n".join(lines)

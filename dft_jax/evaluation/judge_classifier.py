@@ -57,10 +57,12 @@ def _logits(params: dict, ids_NxK, vals_NxK, z_NxD):
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _fit_arrays(params: dict, ids_NxK, vals_NxK, z_NxD, y_N, weight_N, learning_rate, l2, *,
+def _fit_arrays(params: dict, ids_NxK, vals_NxK, z_NxD, y_N, weight_N, hyper: dict, *,
                 steps: int) -> dict:
-  """`steps` full-batch adam steps on the weighted, L2-regularized logistic loss."""
-  tx = optax.adam(learning_rate)
+  """`steps` full-batch adam steps on the weighted, L2-regularized logistic loss; hyper:
+  {"learning_rate", "l2"} as traced scalars (new values reuse the compiled fit)."""
+  tx = optax.adam(hyper["learning_rate"])
+  l2 = hyper["l2"]
 
   def loss_fn(p):
     ce_N = optax.sigmoid_binary_cross_entropy(_logits(p, ids_NxK, vals_NxK, z_NxD), y_N)
@@ -100,7 +102,8 @@ def fit(human: Features, model: Features, *, seed: int, steps: int, l2: float,
   params = _fit_arrays(init, pad(feats.ids_NxK), pad(feats.vals_NxK),
                        pad((feats.dense_NxD - mean_D) / sd_D).astype(np.float32),
                        pad(y_N).astype(np.float32), pad(weight_N).astype(np.float32),
-                       np.float32(learning_rate), np.float32(l2), steps=steps)
+                       {"learning_rate": np.float32(learning_rate), "l2": np.float32(l2)},
+                       steps=steps)
   params = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
   return Judge(params["w"], params["v"], float(params["b"]), mean_D, sd_D)
 

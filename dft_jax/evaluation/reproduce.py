@@ -8,10 +8,14 @@ measured on test documents. Below each table, for every fine-tuned row but SFT (
 row − SFT with paired bootstrap intervals over prompts, the gap-closed column and the
 article's claims with computed verdicts (intervals.py); without an SFT row, the tables alone
 and one line saying why.
+
+load_held_out builds the human side once; Evaluator.run(runs) scores every run and returns
+the scores (scored.ScoredRun); write_table builds tables, comparisons and plots from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -22,6 +26,7 @@ import numpy as np
 from dft_jax.data import files, sources, tokenizer as tokenizer_lib
 from dft_jax.evaluation import (comparison, intervals, judge, plots, report, samples, tables,
                                  text_metrics)
+from dft_jax.evaluation.scored import Decoded, HeldOut, ScoredRun
 from dft_jax.train import checkpoint, provenance
 
 NAMES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO", "dyft": "DyFT"}
@@ -74,25 +79,31 @@ def parse_decodings(spec: str) -> tuple:
   return tuple(out)
 
 
-def _sample_and_score(model, tok, prompts, human, human_feats, space, decoding, seed,
-                      max_new_tokens, path, emb_space=None):
-  conts = samples.continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
-                                   eos=tok.eos_id, batch_size=64, **decoding)
-  rows = samples.records(tok, prompts, conts)
-  samples.write_jsonl(path, rows)
-  texts = [r["text"] for r in rows]
-  feats = space(texts)
-  metrics = text_metrics.compute(texts, human, seed=seed)
-  metrics.update(space.divergences(feats))
-  verdicts = judge.two_sample_accuracy(human, texts, folds=5, seed=seed)
-  metrics["judge_accuracy"] = verdicts["accuracy"]
-  emb = None
-  if emb_space is not None:
-    emb = emb_space(texts)
-    metrics.update(emb_space.divergences(emb))
-  metrics.update(report.mauve_scores(feats, human_feats, emb,
-                                     None if emb is None else emb_space.human_NxF))
-  return texts, feats, metrics, verdicts, emb
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How every run of a table is measured, and where its samples and files go."""
+  corpus: str
+  split: str
+  prompt_len: int
+  max_new_tokens: int
+  seed: int                  # sampling seed, the same for every run; also the bootstrap's
+  decodings: tuple           # DECODINGS-style; the first is the deployed one
+  ppl_pieces: int | None
+  bootstrap: int             # paired bootstrap replicates
+  reported: bool             # the article's figures beside the first decoding's table
+  out_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingTable:
+  """One decoding's table: aggregated rows, the runs' rows, the comparisons with SFT (or why
+  there are none), and its Markdown and LaTeX."""
+  table: dict
+  rows: list[dict]
+  comparisons: list[dict]
+  no_comparison: str | None
+  markdown: str
+  latex: str
 
 
 def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: str | None = None,
@@ -110,6 +121,9 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   """
   if not runs:
     raise ValueError("no runs to tabulate")
+  dlabels = [dlabel for dlabel, _ in decodings]
+  if len(set(dlabels)) < len(dlabels):  # a run's scores are kept by decoding label
+    raise ValueError(f"decodings {dlabels} name one decoding twice")
   start = time.time()
   os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
   configs = [samples.run_config(w) for w, _ in runs]
@@ -117,17 +131,15 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   tok = _shared_tokenizer([w for w, _ in runs])
   tuned = ([c for c, label in zip(configs, labels) if label != "base"] or configs)[0]["data"]
   corpus, data_dir = corpus or tuned["corpus"], tuned["data_dir"] or None
-  ev = _Evaluation(corpus, split, tok, prompt_len, max_new_tokens, seed, out_dir)
-  ev.held_out(num_prompts, data_dir, ppl_docs, embedding_run)
+  settings = Settings(corpus, split, prompt_len, max_new_tokens, seed, tuple(decodings),
+                      ppl_pieces, bootstrap, reported, out_dir)
+  held = load_held_out(settings, tok, num_prompts, data_dir, ppl_docs, embedding_run)
   log(f"[table] {len(runs)} runs, {num_prompts} prompts of {corpus} ({split}) x "
       f"{len(decodings)} decodings, {max_new_tokens} new tokens, sampling seed {seed}")
-  for i, ((workdir, _), config, label) in enumerate(zip(runs, configs, labels)):
-    for dlabel, metrics, scored in ev.score_run(workdir, config, label, decodings, ppl_pieces):
-      log(f"[table] {i + 1}/{len(runs)} {label} ({dlabel}): ppl {scored['perplexity']:.2f} | "
-          f"diversity {metrics['diversity']:.3f} | sent. len. var "
-          f"{metrics['sent_len_var']:.1f} | sinkhorn {metrics['feature_sinkhorn']:.2f} | "
-          f"judge {metrics['judge_accuracy']:.2f} ({time.time() - start:.0f}s)")
-  tables_out = ev.write(decodings, bootstrap, reported, log)
+  progress = lambda line: log(f"{line} ({time.time() - start:.0f}s)")  # noqa: E731
+  scored = Evaluator(held, settings, log=progress).run(
+      [(workdir, label) for (workdir, _), label in zip(runs, labels)])
+  tables_out = write_table(scored, held, settings, log)
   first = {}
   for (workdir, _), label in zip(runs, labels):
     first.setdefault(label, workdir)
@@ -149,129 +161,163 @@ def _shared_tokenizer(workdirs: Sequence[str]) -> tokenizer_lib.Tokenizer:
   return tok
 
 
-class _Evaluation:
-  """One table's state: the held-out prompts and human sets, the feature spaces, and every
-  run's scored samples per decoding."""
+def load_held_out(settings: Settings, tok: tokenizer_lib.Tokenizer, num_prompts: int,
+                  data_dir: str | None, ppl_docs: int, embedding_run: str | None) -> HeldOut:
+  """Prompts, their human continuations (written to samples/human.jsonl) and a second human
+  set, perplexity documents, the feature spaces fitted on the human continuations."""
+  s = settings
+  prompts_all, human_ids = samples.held_out(
+      s.corpus, tok, num_prompts=2 * num_prompts, prompt_len=s.prompt_len,
+      continuation_len=s.max_new_tokens, split=s.split, data_dir=data_dir)
+  records = samples.records(tok, prompts_all, human_ids)
+  human = [r["text"] for r in records[:num_prompts]]
+  human_b = [r["text"] for r in records[num_prompts:]]
+  samples.write_jsonl(os.path.join(s.out_dir, "samples", "human.jsonl"), records[:num_prompts])
+  docs = sources.documents(s.corpus, s.split, data_dir)
+  ppl_texts = [docs[i] for i in range(min(ppl_docs, len(docs)))]
+  space = report.FeatureSpace(human, tok, s.max_new_tokens)
+  human_fns = comparison.human_metrics(human, space, space.human_NxF, space(human_b))
+  emb_space = None
+  if embedding_run:  # a stated model, the same for every row (default: the first run's)
+    emb_model, _ = checkpoint.load_model(embedding_run)
+    name = os.path.basename(os.path.normpath(embedding_run))
+    emb_space = report.EmbeddingSpace(emb_model, tok, human, s.max_new_tokens,
+                                      name=f"{name} final layer, mean pooling")
+  return HeldOut(tok, prompts_all[:num_prompts], human, human_b, ppl_texts, space, emb_space,
+                 human_fns)
 
-  def __init__(self, corpus, split, tok, prompt_len, max_new_tokens, seed, out_dir):
-    self.corpus, self.split, self.tok, self.seed, self.out_dir = corpus, split, tok, seed, out_dir
-    self.prompt_len, self.max_new_tokens = prompt_len, max_new_tokens
-    self.per_decoding, self.ppl, self.lengths, self.gaps = {}, {}, {}, {}
 
-  def held_out(self, num_prompts, data_dir, ppl_docs, embedding_run) -> None:
-    """Prompts, their human continuations and a second human set, perplexity documents, the
-    feature spaces fitted on the human continuations."""
-    prompts_all, human_ids = samples.held_out(
-        self.corpus, self.tok, num_prompts=2 * num_prompts, prompt_len=self.prompt_len,
-        continuation_len=self.max_new_tokens, split=self.split, data_dir=data_dir)
-    self.prompts = prompts_all[:num_prompts]
-    records = samples.records(self.tok, prompts_all, human_ids)
-    self.human = [r["text"] for r in records[:num_prompts]]
-    self.human_b = [r["text"] for r in records[num_prompts:]]
-    samples.write_jsonl(os.path.join(self.out_dir, "samples", "human.jsonl"),
-                        records[:num_prompts])
-    docs = sources.documents(self.corpus, self.split, data_dir)
-    self.ppl_texts = [docs[i] for i in range(min(ppl_docs, len(docs)))]
-    self.space = report.FeatureSpace(self.human, self.tok, self.max_new_tokens)
-    self.human_fns = comparison.human_metrics(self.human, self.space, self.space.human_NxF,
-                                              self.space(self.human_b))
-    self.emb_space = None
-    if embedding_run:  # a stated model, the same for every row (default: the first run's)
-      emb_model, _ = checkpoint.load_model(embedding_run)
-      name = os.path.basename(os.path.normpath(embedding_run))
-      self.emb_space = report.EmbeddingSpace(emb_model, self.tok, self.human,
-                                             self.max_new_tokens,
-                                             name=f"{name} final layer, mean pooling")
+class Evaluator:
+  """Scores finished runs against one held-out set, in big_vision's evaluator manner: built
+  once with the held-out data and settings, `run(runs)` returns every run's scores (nothing is
+  kept on the evaluator, so tables and plots are built from what it returns)."""
 
-  def score_run(self, workdir, config, label, decodings, ppl_pieces):
-    """Perplexity, then samples and metrics at each decoding; yields (decoding, metrics,
-    perplexity) as each finishes."""
+  def __init__(self, held: HeldOut, settings: Settings, *,
+               log: Callable[[str], None] = print):
+    self.held, self.settings, self.log = held, settings, log
+
+  def run(self, runs: Sequence[tuple[str, str]]) -> list[ScoredRun]:
+    """(workdir, row label) pairs -> their scores, in order; logs a line per run and decoding."""
+    return [self.score_run(workdir, row, progress=f"{i + 1}/{len(runs)} ")
+            for i, (workdir, row) in enumerate(runs)]
+
+  def score_run(self, workdir: str, row: str, *, progress: str = "") -> ScoredRun:
+    """Perplexity on the held-out documents, then samples and their scores at each decoding."""
+    held, s = self.held, self.settings
     model, _ = checkpoint.load_model(workdir)
-    scored = report.perplexity(model, self.tok, self.ppl_texts, per_piece=True,
-                               max_pieces=ppl_pieces)
-    self.ppl[workdir] = scored
+    ppl = report.perplexity(model, held.tok, held.ppl_texts, per_piece=True,
+                            max_pieces=s.ppl_pieces)
     name = os.path.basename(os.path.normpath(workdir))
-    for d, (dlabel, decoding) in enumerate(decodings):
-      path = os.path.join(self.out_dir, "samples", f"{name}.{d}.jsonl")
-      texts, feats, metrics, verdicts, emb = _sample_and_score(
-          model, self.tok, self.prompts, self.human, self.space.human_NxF, self.space, decoding,
-          self.seed, self.max_new_tokens, path, self.emb_space)
-      metrics.update(perplexity=scored["perplexity"], ppl_tokens=scored["ppl_tokens"])
-      self.per_decoding.setdefault(dlabel, []).append(
-          {"row": label, "run": workdir, "seed": int(config.get("seed", 0)),
-           "metrics": metrics, "texts": texts, "feats": feats, "verdicts": verdicts,
-           "emb": emb, "emb_space": self.emb_space})
-      if d == 0:
-        self.gaps.setdefault(label, []).append(self.space.gaps(feats))
-        self.lengths.setdefault(label, []).extend(
-            text_metrics.sentence_lengths(texts).tolist())
-      yield dlabel, metrics, scored
+    decoded = {}
+    for d, (dlabel, decoding) in enumerate(s.decodings):
+      path = os.path.join(s.out_dir, "samples", f"{name}.{d}.jsonl")
+      decoded[dlabel] = dec = self.sample_and_score(model, decoding, path)
+      m = dec.metrics
+      self.log(f"[table] {progress}{row} ({dlabel}): ppl {ppl['perplexity']:.2f} | "
+               f"diversity {m['diversity']:.3f} | sent. len. var {m['sent_len_var']:.1f} | "
+               f"sinkhorn {m['feature_sinkhorn']:.2f} | judge {m['judge_accuracy']:.2f}")
+    seed = int(samples.run_config(workdir).get("seed", 0))
+    return ScoredRun(row, workdir, seed, ppl, decoded)
 
-  def _table(self, entries, dlabel, first, human_row, bootstrap, reported):
-    """(aggregated table, its rows, the comparisons with SFT, why there are none or None,
-    Markdown, LaTeX) of a decoding."""
-    texts_of = {e["run"]: e["texts"] for e in entries}
-    rows = [{"row": e["row"], "run": e["run"], "seed": e["seed"], **e["metrics"]}
-            for e in entries]
-    for r in rows:
-      other = _compare_to(r["row"], r["seed"], rows)
-      if r["row"] == "SFT":
-        r["win_rate"] = 0.5  # against itself: every pair ties
-      elif other is not None:
-        duel = judge.pairwise(self.human, texts_of[r["run"]], texts_of[other["run"]],
-                              seed=self.seed, folds=min(5, len(self.human)))
-        r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
-    table = tables.aggregate(rows + [human_row])
-    comps, no_comparison = comparison.compare_all(entries, self.human_fns, self.ppl, bootstrap,
-                                                  self.seed, self.human, self.space,
-                                                  self.space.human_NxF)
-    caption = (f"{self.corpus} ({self.split} split), decoding {dlabel}: {len(self.prompts)} "
-               f"held-out prompts ({self.prompt_len} tokens, non-overlapping cuts), "
-               f"{self.max_new_tokens} new tokens; mean ± sd over seeds. Judge = classifier "
-               f"proxy for human preference. PPL on {rows[0]['ppl_tokens']} tokens of "
-               f"{len(self.ppl_texts)} {self.split} documents. Human row: its own metrics; "
-               f"comparative ones against a second human set of {len(self.human_b)} "
-               "continuations (the noise floor)."
-               + (f" Embeddings: {self.emb_space.name}." if self.emb_space else ""))
-    md = f"### {dlabel}\n\n" + tables.markdown(table, reported=reported and first,
-                                                caption=caption)
-    return (table, rows, comps, no_comparison, md,
-            tables.latex(table, reported=False, caption=caption))
+  def sample_and_score(self, model, decoding: dict, path: str) -> Decoded:
+    """The model's continuations of the held-out prompts at `decoding` (written to `path`),
+    their metrics, feature-space divergences, judge verdicts, embeddings and MAUVE."""
+    held, s = self.held, self.settings
+    conts = samples.continue_prompts(model, held.prompts_NxP, max_new_tokens=s.max_new_tokens,
+                                     seed=s.seed, eos=held.tok.eos_id, batch_size=64, **decoding)
+    rows = samples.records(held.tok, held.prompts_NxP, conts)
+    samples.write_jsonl(path, rows)
+    texts = [r["text"] for r in rows]
+    feats_NxF = held.space(texts)
+    metrics = text_metrics.compute(texts, held.human, seed=s.seed)
+    metrics.update(held.space.divergences(feats_NxF))
+    verdicts = judge.two_sample_accuracy(held.human, texts, folds=5, seed=s.seed)
+    metrics["judge_accuracy"] = verdicts["accuracy"]
+    emb_NxE = None
+    if held.emb_space is not None:
+      emb_NxE = held.emb_space(texts)
+      metrics.update(held.emb_space.divergences(emb_NxE))
+    metrics.update(report.mauve_scores(feats_NxF, held.space.human_NxF, emb_NxE,
+                                       None if emb_NxE is None else held.emb_space.human_NxF))
+    return Decoded(texts, feats_NxF, metrics, verdicts, emb_NxE)
 
-  def write(self, decodings, bootstrap, reported, log) -> dict:
-    """The tables, comparisons and plots of every decoding into out_dir."""
-    human_row = {"row": "human", **report.human_reference(
-        self.human, self.space, seed=self.seed, other=self.human_b,
-        embedding_space=self.emb_space)}
-    md, tex, tables_out, no_comparison = [], [], {}, None
-    results = {"corpus": self.corpus, "split": self.split, "decodings": {}}
-    for d, (dlabel, _) in enumerate(decodings):
-      table, rows, comps, no_comparison, table_md, table_tex = self._table(
-          self.per_decoding[dlabel], dlabel, d == 0, human_row, bootstrap, reported)
-      tables_out[dlabel] = table
-      md.append(table_md)
-      tex.append(table_tex)
-      for comp in comps:
-        md.append(comparison.markdown(comp, dlabel, len(self.prompts), bootstrap))
-        log(f"[table] {comp['dft_row']} − SFT, {dlabel}: verdict\n" +
-            intervals.summarize(comp["claims"]))
-      results["decodings"][dlabel] = {"runs": rows, "comparisons": comps}
-    if no_comparison:  # the same rows at every decoding: said once
-      log(f"[table] {no_comparison}")
-    results["human"] = human_row
-    run_dirs = list(dict.fromkeys(e["run"] for e in self.per_decoding[decodings[0][0]]))
-    results["provenance"], footer = provenance_block(run_dirs)
-    md.append(footer)
-    files.write_text(os.path.join(self.out_dir, "results.json"),
-                     json.dumps(results, indent=1, default=_json_default))
-    files.write_text(os.path.join(self.out_dir, "table.md"), "\n".join(md))
-    files.write_text(os.path.join(self.out_dir, "table.tex"), "\n".join(tex))
-    plots.sentence_lengths(text_metrics.sentence_lengths(self.human), self.lengths,
-                           os.path.join(self.out_dir, "sentence_lengths.png"))
-    plots.feature_gaps({k: {n: float(np.mean([g[n] for g in v])) for n in v[0]}
-                        for k, v in self.gaps.items()},
-                       os.path.join(self.out_dir, "feature_gaps.png"))
-    return tables_out
+
+def _decoding_table(scored: Sequence[ScoredRun], dlabel: str, human_row: dict, held: HeldOut,
+                    settings: Settings) -> DecodingTable:
+  """The table of decoding `dlabel`: every run's row with its judged win rate over SFT, the
+  human row, the comparisons with SFT, and their Markdown and LaTeX."""
+  s = settings
+  first = dlabel == s.decodings[0][0]
+  texts_of = {r.run: r.decodings[dlabel].texts for r in scored}
+  rows = [{"row": r.row, "run": r.run, "seed": r.seed, **r.decodings[dlabel].metrics,
+           "perplexity": r.perplexity["perplexity"], "ppl_tokens": r.perplexity["ppl_tokens"]}
+          for r in scored]
+  for r in rows:
+    other = _compare_to(r["row"], r["seed"], rows)
+    if r["row"] == "SFT":
+      r["win_rate"] = 0.5  # against itself: every pair ties
+    elif other is not None:
+      duel = judge.pairwise(held.human, texts_of[r["run"]], texts_of[other["run"]],
+                            seed=s.seed, folds=min(5, len(held.human)))
+      r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
+  table = tables.aggregate(rows + [human_row])
+  comps, no_comparison = comparison.compare_all(scored, dlabel, held, s.bootstrap, s.seed)
+  caption = (f"{s.corpus} ({s.split} split), decoding {dlabel}: {len(held.prompts_NxP)} "
+             f"held-out prompts ({s.prompt_len} tokens, non-overlapping cuts), "
+             f"{s.max_new_tokens} new tokens; mean ± sd over seeds. Judge = classifier "
+             f"proxy for human preference. PPL on {rows[0]['ppl_tokens']} tokens of "
+             f"{len(held.ppl_texts)} {s.split} documents. Human row: its own metrics; "
+             f"comparative ones against a second human set of {len(held.human_b)} "
+             "continuations (the noise floor)."
+             + (f" Embeddings: {held.emb_space.name}." if held.emb_space else ""))
+  md = f"### {dlabel}\n\n" + tables.markdown(table, reported=s.reported and first,
+                                              caption=caption)
+  return DecodingTable(table, rows, comps, no_comparison, md,
+                       tables.latex(table, reported=False, caption=caption))
+
+
+def write_table(scored: Sequence[ScoredRun], held: HeldOut, settings: Settings,
+                log: Callable[[str], None] = print) -> dict:
+  """The tables, comparisons and plots of every decoding of the scored runs into out_dir;
+  returns {decoding label: table}."""
+  s = settings
+  human_row = {"row": "human", **report.human_reference(
+      held.human, held.space, seed=s.seed, other=held.human_b, embedding_space=held.emb_space)}
+  md, tex, tables_out, no_comparison = [], [], {}, None
+  results = {"corpus": s.corpus, "split": s.split, "decodings": {}}
+  for dlabel, _ in s.decodings:
+    t = _decoding_table(scored, dlabel, human_row, held, s)
+    tables_out[dlabel], no_comparison = t.table, t.no_comparison
+    md.append(t.markdown)
+    tex.append(t.latex)
+    for comp in t.comparisons:
+      md.append(comparison.markdown(comp, dlabel, len(held.prompts_NxP), s.bootstrap))
+      log(f"[table] {comp['row']} − SFT, {dlabel}: verdict\n" +
+          intervals.summarize(comp["claims"]))
+    results["decodings"][dlabel] = {"runs": t.rows, "comparisons": t.comparisons}
+  if no_comparison:  # the same rows at every decoding: said once
+    log(f"[table] {no_comparison}")
+  results["human"] = human_row
+  run_dirs = list(dict.fromkeys(r.run for r in scored))
+  results["provenance"], footer = provenance_block(run_dirs)
+  md.append(footer)
+  files.write_text(os.path.join(s.out_dir, "results.json"),
+                   json.dumps(results, indent=1, default=_json_default))
+  files.write_text(os.path.join(s.out_dir, "table.md"), "\n".join(md))
+  files.write_text(os.path.join(s.out_dir, "table.tex"), "\n".join(tex))
+  # the plots read the deployed decoding's samples
+  deployed = s.decodings[0][0]
+  lengths, gaps = {}, {}
+  for r in scored:
+    dec = r.decodings[deployed]
+    lengths.setdefault(r.row, []).extend(text_metrics.sentence_lengths(dec.texts).tolist())
+    gaps.setdefault(r.row, []).append(held.space.gaps(dec.feats_NxF))
+  plots.sentence_lengths(text_metrics.sentence_lengths(held.human), lengths,
+                         os.path.join(s.out_dir, "sentence_lengths.png"))
+  plots.feature_gaps({k: {n: float(np.mean([g[n] for g in v])) for n in v[0]}
+                      for k, v in gaps.items()},
+                     os.path.join(s.out_dir, "feature_gaps.png"))
+  return tables_out
 
 
 def provenance_block(run_dirs: Sequence[str]) -> tuple[dict, str]:
