@@ -20,13 +20,9 @@ arg does not expose go through --config.loss.* overrides; loss.groups as a tuple
 config_flags parses with ast.literal_eval: '--config.loss.groups=("word_frequency", "entropy")'.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base, dft  # noqa: E402
-from dft_jax import sweeps  # noqa: E402
-from dft_jax.losses import features  # noqa: E402
+from dft_jax import sweeps
+from dft_jax.losses import features
+from experiments import base, dft
 
 # family -> (how it is set: an arg of experiments/dft.py or a config override, its values)
 FAMILIES = {

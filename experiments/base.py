@@ -1,11 +1,14 @@
 """The shared base of every experiment, and the big_vision-style argument strings.
 
   experiments/sft.py:domain=news,model=tiny   ->   get_config("domain=news,model=tiny")
+                                               ->   sft.config(domain="news", model="tiny")
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 
 import ml_collections
 
@@ -30,17 +33,38 @@ MODELS = {
 PRETRAINED_RUN = dict(batch_size=4, seq_len=128, eval_batches=4, log_every=5)
 
 
-def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-  """'a=1,b=news' -> ConfigDict(a=1, b='news'), typed by the defaults; unknown keys fail."""
-  out = ml_collections.ConfigDict(defaults)
+def _parameters(fn) -> dict:
+  """{name: (type, default)} of fn's parameters with a default; a None default ("the model's
+  default") takes its type from its annotation, `T | None`."""
+  out = {}
+  for name, p in inspect.signature(fn, eval_str=True).parameters.items():
+    if p.default is p.empty:
+      continue
+    kinds = [t for t in typing.get_args(p.annotation) if t is not type(None)]
+    if p.default is None and len(kinds) != 1:
+      raise TypeError(f"{fn.__qualname__}: {name}=None needs an annotation `T | None`")
+    out[name] = (kinds[0] if p.default is None else type(p.default), p.default)
+  return out
+
+
+def parse_arg(arg: str | None, fn=None, **defaults) -> ml_collections.ConfigDict:
+  """'a=1,b=news' -> ConfigDict(a=1, b='news'): the arguments of config function `fn` (its
+  defaults) and `defaults`, each typed by its default (or annotation). An unknown key or a
+  value not of its type is one ValueError naming the argument."""
+  params = {**(_parameters(fn) if fn else {}),
+            **{k: (type(v), v) for k, v in defaults.items()}}
+  out = ml_collections.ConfigDict({k: v for k, (_, v) in params.items()})
   for item in filter(None, (arg or "").split(",")):
     key, sep, value = item.partition("=")
     if not sep:
       raise ValueError(f"config argument {item!r} is not key=value")
-    if key not in defaults:
-      raise ValueError(f"unknown config argument {key!r}; known: {', '.join(sorted(defaults))}")
-    kind = type(defaults[key])
-    out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    if key not in params:
+      raise ValueError(f"unknown config argument {key!r}; known: {', '.join(sorted(params))}")
+    kind = params[key][0]
+    try:
+      out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    except ValueError:
+      raise ValueError(f"config argument {key}={value!r}: expected {kind.__name__}") from None
   return out
 
 
@@ -115,19 +139,20 @@ def model_setup(c: ml_collections.ConfigDict, model: str) -> None:
   c.model.update(MODELS[model])
 
 
-def finetune_config(a: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The shared fine-tuning setup of sft.py and dft.py from their parsed arguments
-  (domain, model, steps, lr). `domain` is an embedded domain or your corpus: a folder of .txt
-  files (one document each; split 90/5/5 into train/validation/test by file)."""
+def finetune_config(*, domain: str, model: str, steps: int,
+                    lr: float) -> ml_collections.ConfigDict:
+  """The shared fine-tuning setup of sft.py and dft.py. `domain` is an embedded domain or your
+  corpus: a folder of .txt files (one document each; split 90/5/5 into train/validation/test
+  by file)."""
   c = base_config()
-  model_setup(c, a.model)
-  c.data.corpus = a.domain
-  c.total_steps = a.steps
-  c.optim.lr = a.lr
-  c.optim.warmup_steps = max(a.steps // 10, 1)
-  c.checkpoint_every = max(a.steps // 2, 1)
-  c.eval_every = max(a.steps // 2, 1)
-  if pretrained.is_pretrained(a.model):  # one 1.6 GB state save per run, not two
-    c.checkpoint_every = c.eval_every = max(a.steps, 1)
+  model_setup(c, model)
+  c.data.corpus = domain
+  c.total_steps = steps
+  c.optim.lr = lr
+  c.optim.warmup_steps = max(steps // 10, 1)
+  c.checkpoint_every = max(steps // 2, 1)
+  c.eval_every = max(steps // 2, 1)
+  if pretrained.is_pretrained(model):  # one 1.6 GB state save per run, not two
+    c.checkpoint_every = c.eval_every = max(steps, 1)
     c.keep_checkpoints = 1
   return c

@@ -17,34 +17,37 @@ The sweep (scripts/sweep.py): the base pretraining, then each of LOSSES over see
   python scripts/sweep.py experiments/baselines.py:domain=news,seeds=3 --root runs/baselines
 """
 
-import os
-import sys
+import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base, dft  # noqa: E402
-from dft_jax import sweeps  # noqa: E402
+from dft_jax import sweeps
+from experiments import base, dft
 
 LOSSES = {"mixce": "MixCE", "tailr": "TaiLr", "emo": "EMO", "dyft": "DyFT",
           "ebft": "EBFT-style"}  # loss -> table row
 TOKEN_LEVEL = ("mixce", "tailr", "emo", "dyft")
 
 
-def get_config(arg=None):
-  a = base.parse_arg(arg, loss="mixce", domain="literary", model="tiny", steps=100, lr=1e-3,
-                     eta=0.1, gamma=0.1, lam=dft.LAM, estimator="score_function",
-                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16)
-  if a.loss not in LOSSES:
-    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {a.loss!r}")
-  if a.loss == "ebft":
-    return dft.get_config(sweeps.arg_string(
-        domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
-        estimator=a.estimator, temperature=a.temperature, top_p=a.top_p, gen_len=a.gen_len,
-        dist_batch=a.dist_batch, features="embedding", divergence="energy"))
-  c = base.finetune_config(a)
-  c.loss.name = a.loss
-  c.loss.eta = a.eta      # MixCE mixing weight of forward CE
-  c.loss.gamma = a.gamma  # TaiLr threshold
+def config(*, loss="mixce", domain="literary", model="tiny", steps=100, lr=1e-3, eta=0.1,
+           gamma=0.1, lam=dft.LAM, estimator="score_function", temperature=1.0, top_p=1.0,
+           gen_len=64, dist_batch=16) -> ml_collections.ConfigDict:
+  """One baseline of LOSSES on `domain`; ebft is experiments/dft.py's config with embedding
+  features and the energy distance."""
+  if loss not in LOSSES:
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+  if loss == "ebft":
+    return dft.config(domain=domain, model=model, steps=steps, lr=lr, lam=lam,
+                      estimator=estimator, temperature=temperature, top_p=top_p,
+                      gen_len=gen_len, dist_batch=dist_batch, features="embedding",
+                      divergence="energy")
+  c = base.finetune_config(domain=domain, model=model, steps=steps, lr=lr)
+  c.loss.name = loss
+  c.loss.eta = eta      # MixCE mixing weight of forward CE
+  c.loss.gamma = gamma  # TaiLr threshold
   return c
+
+
+def get_config(arg=None):
+  return config(**base.parse_arg(arg, config))
 
 
 def get_sweep(arg=None):

@@ -5,8 +5,9 @@
   python -m dft_jax.train --config=experiments/dft.py:domain=news,divergence=mmd,lam=2 ...
 
 With no init_from it starts from a fresh tiny model, and says so. The reference statistics of
-the domain are computed with the run's tokenizer on first use and cached. The domain must be prepared once (`python -m dft_jax.data.prepare --domains DOMAIN`; a run
-on an unprepared one stops with that command).
+the domain are computed with the run's tokenizer on first use and cached. The domain must be
+prepared once (`python -m dft_jax.data.prepare --domains DOMAIN`; a run on an unprepared one
+stops with that command).
 
 The sweep (scripts/sweep.py): the base pretraining, then DFT at each lambda of LAMS over seeds
 0..seeds-1 (the other knobs: experiments/ablations.py).
@@ -14,13 +15,11 @@ The sweep (scripts/sweep.py): the base pretraining, then DFT at each lambda of L
   python scripts/sweep.py experiments/dft.py:domain=news,seeds=2 --root runs/dft_news
 """
 
-import os
-import sys
+import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
-from dft_jax import sweeps  # noqa: E402
-from dft_jax.losses import dft as dft_objective  # noqa: E402
+from dft_jax import sweeps
+from dft_jax.losses import dft as dft_objective
+from experiments import base
 
 # Default λ: at 0.05 the distribution term's gradient was ~10x the CE gradient (grad norm 3-9 vs
 # SFT's 0.4-0.6), so global-norm clipping starved CE (val ppl 402 vs SFT 263); at 0.002 the two
@@ -34,15 +33,19 @@ def dft_loss(**kw):
   return dft_objective.config(**{"lam": LAM, **kw})
 
 
-def get_config(arg=None):
-  a = base.parse_arg(arg, domain="literary", model="tiny", steps=100, lr=1e-3, lam=LAM,
-                     divergence="sinkhorn", estimator="score_function", mode="joint",
-                     temperature=1.0, top_p=1.0, gen_len=64, dist_batch=16, features="stats")
-  c = base.finetune_config(a)
-  c.loss = dft_loss(lam=a.lam, divergence=a.divergence, estimator=a.estimator, mode=a.mode,
-                    temperature=a.temperature, top_p=a.top_p, gen_len=a.gen_len,
-                    dist_batch=a.dist_batch, features=a.features)
+def config(*, domain="literary", model="tiny", steps=100, lr=1e-3, lam=LAM, divergence="sinkhorn",
+           estimator="score_function", mode="joint", temperature=1.0, top_p=1.0, gen_len=64,
+           dist_batch=16, features="stats") -> ml_collections.ConfigDict:
+  """DFT fine-tuning on `domain`: base.finetune_config with the DFT loss (dft_loss)."""
+  c = base.finetune_config(domain=domain, model=model, steps=steps, lr=lr)
+  c.loss = dft_loss(lam=lam, divergence=divergence, estimator=estimator, mode=mode,
+                    temperature=temperature, top_p=top_p, gen_len=gen_len,
+                    dist_batch=dist_batch, features=features)
   return c
+
+
+def get_config(arg=None):
+  return config(**base.parse_arg(arg, config))
 
 
 def get_sweep(arg=None):
@@ -50,9 +53,9 @@ def get_sweep(arg=None):
                      base_steps=300, divergence="sinkhorn", estimator="score_function")
   runs = [sweeps.base_run(a.model, a.base_steps)]
   for lam in LAMS:
-    config = "experiments/dft.py:" + sweeps.arg_string(
+    run_config = "experiments/dft.py:" + sweeps.arg_string(
         domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=lam,
         divergence=a.divergence, estimator=a.estimator)
-    runs += [sweeps.run(f"dft_lam{lam}_s{seed}", config, row=f"DFT (λ={lam})", seed=seed,
+    runs += [sweeps.run(f"dft_lam{lam}_s{seed}", run_config, row=f"DFT (λ={lam})", seed=seed,
                         init_from="{base}") for seed in range(a.seeds)]
   return runs

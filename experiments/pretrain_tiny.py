@@ -7,20 +7,22 @@ Needs the embedded corpora prepared (`python -m dft_jax.data.prepare`, all domai
 tokenizer is trained on all five); trains and caches the tokenizer itself when it is missing.
 """
 
-import os
-import sys
+import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
+from experiments import base
+
+
+def config(*, model="tiny", steps=300,
+           corpus="news,encyclopedia,legal,literary,aphorisms") -> ml_collections.ConfigDict:
+  """Pretraining preset `model` of base.MODELS for `steps` on `corpus`."""
+  c = base.base_config()
+  c.model.update(base.MODELS[model])
+  c.total_steps = steps
+  c.data.corpus = corpus
+  c.checkpoint_every = max(steps // 3, 1)
+  c.eval_every = max(steps // 3, 1)
+  return c
 
 
 def get_config(arg=None):
-  a = base.parse_arg(arg, model="tiny", steps=300, corpus="news,encyclopedia,legal,literary,"
-                     "aphorisms")
-  c = base.base_config()
-  c.model.update(base.MODELS[a.model])
-  c.total_steps = a.steps
-  c.data.corpus = a.corpus
-  c.checkpoint_every = max(a.steps // 3, 1)
-  c.eval_every = max(a.steps // 3, 1)
-  return c
+  return config(**base.parse_arg(arg, config))

@@ -36,12 +36,12 @@ As a config it is the table's DFT run, for one run by hand:
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import base  # noqa: E402
-from dft_jax import sweeps  # noqa: E402
-from dft_jax.models import pretrained  # noqa: E402
+import ml_collections
+
+from dft_jax import sweeps
+from dft_jax.models import pretrained
+from experiments import base, dft
 
 # The pretrained default. λ: at 0.01 the score-function term's gradient swamped CE under
 # global-norm clipping (train CE 2.71 -> 3.66 in 5 steps); 0.001 keeps the two comparable.
@@ -50,31 +50,55 @@ from dft_jax.models import pretrained  # noqa: E402
 PRETRAINED = dict(steps=30, lr=5e-5, lam=0.001)
 TINY = dict(steps=100, lr=1e-3, lam=0.002)  # the from-scratch toy (experiments/dft.py's LAM)
 DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
+SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats")  # sweep only
+
+
+def _resolved(*, domain, model, steps, lr, lam) -> dict:
+  """The run's arguments as its runs get them: paths absolute (runs train from the repo root),
+  None replaced by the model's default (PRETRAINED or TINY)."""
+  if pretrained.is_model_path(model):
+    model = os.path.abspath(model)
+  if os.sep in domain or os.path.isdir(domain):
+    domain = os.path.abspath(domain)
+  defaults = PRETRAINED if pretrained.is_pretrained(model) else TINY
+  chosen = dict(steps=steps, lr=lr, lam=lam)
+  return dict(domain=domain, model=model,
+              **{key: defaults[key] if value is None else value for key, value in chosen.items()})
 
 
 def _arg(arg):
-  a = base.parse_arg(arg, domain="encyclopedia", model="smollm2-135m", seeds=1, steps=-1,
-                     base_steps=300, lr=-1.0, lam=-1.0, baselines=False, features="stats")
-  if pretrained.is_model_path(a.model):  # runs train from the repo root: absolute paths
-    a.model = os.path.abspath(a.model)
-  if os.sep in a.domain or os.path.isdir(a.domain):
-    a.domain = os.path.abspath(a.domain)
-  defaults = PRETRAINED if pretrained.is_pretrained(a.model) else TINY
-  for key, value in defaults.items():
-    if a[key] < 0:
-      a[key] = value
+  """The sweep's parsed arguments, with the runs' own resolved (_resolved)."""
+  a = base.parse_arg(arg, config, **SWEEP_ARGS)
+  a.update(_resolved(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam))
   return a
 
 
-def _dft_arg(a):
-  decoding = DEPLOYED if pretrained.is_pretrained(a.model) else {}
-  return sweeps.arg_string(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
-                           estimator="score_function", **decoding)
+def _dft_kwargs(a) -> dict:
+  """experiments/dft.py's arguments for the table's DFT run from resolved ones: the deployed
+  decoding for a pretrained model."""
+  decoding = DEPLOYED if pretrained.is_pretrained(a["model"]) else {}
+  return dict(domain=a["domain"], model=a["model"], steps=a["steps"], lr=a["lr"],
+              lam=a["lam"], estimator="score_function", **decoding)
+
+
+def _dft_arg(a) -> str:
+  """The table's DFT run as experiments/dft.py's argument string (what its runs say)."""
+  return sweeps.arg_string(**_dft_kwargs(a))
+
+
+def config(*, domain="encyclopedia", model="smollm2-135m", steps: int | None = None,
+           lr: float | None = None, lam: float | None = None) -> ml_collections.ConfigDict:
+  """The table's DFT run: experiments/dft.py at the table's setting; None is the model's
+  default."""
+  return dft.config(**_dft_kwargs(_resolved(domain=domain, model=model, steps=steps, lr=lr,
+                                            lam=lam)))
 
 
 def get_config(arg=None):
-  from experiments import dft
-  return dft.get_config(_dft_arg(_arg(arg)))
+  """config(); the sweep's own arguments (SWEEP_ARGS) are accepted and ignored, so that one
+  argument string serves the sweep and its DFT run."""
+  a = base.parse_arg(arg, config, **SWEEP_ARGS)
+  return config(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam)
 
 
 def get_sweep(arg=None):
@@ -93,6 +117,6 @@ def get_sweep(arg=None):
              ("ebft", "EBFT-style", f"experiments/baselines.py:loss=ebft,{_dft_arg(a)}")]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]
   for seed in range(a.seeds):
-    runs += [sweeps.run(f"{key}_s{seed}", config, row=row, seed=seed, init_from="{base}")
-             for key, row, config in rows]
+    runs += [sweeps.run(f"{key}_s{seed}", run_config, row=row, seed=seed, init_from="{base}")
+             for key, row, run_config in rows]
   return runs

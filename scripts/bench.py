@@ -15,7 +15,7 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   (experiments/dft.py) on the tiny model; dft_flop_floor: the FLOP ratio of
                   the same two steps (CE + the decode + forward/backward over the sample rows),
                   dft_over_floor = dft_over_ce / dft_flop_floor; dft_static_bank_over_ce: the
-                  DFT step with loss.sinkhorn_static_bank; dist_share: the share of the DFT
+                  DFT step with loss.sinkhorn_solver=static_bank; dist_share: the share of the DFT
                   step spent featurizing the samples and computing the divergence (as the
                   loss builds it); dist_three_log_problems_s: the same with all three
                   Sinkhorn problems in ott's log domain, OT(bank, bank) included
@@ -23,7 +23,7 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   POT `empirical_sinkhorn_divergence` time / ott-jax time at the same absolute
                   epsilon, both run to the same accuracy against a float64 reference;
                   ott_library_vs_pot_4096: the loss's own path to a fixed bank
-                  (divergences.sinkhorn_to_bank: the bank's self-transport solved once);
+                  (sinkhorn_fast.sinkhorn_to_bank: the bank's self-transport solved once);
                   ott_library_kernel_vs_pot_4096: the same in its kernel domain
   ott_vs_pot_curve the same for n = 256 ... 8192 (--ott_sizes), ott's online (low-memory)
                   geometry at the largest n
@@ -44,10 +44,7 @@ import sys
 import jax
 from absl import app, flags, logging
 
-# scripts/ is on sys.path as this file's directory (the benchmarks package); the repository
-# root is added for dft_jax and experiments.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import PARTS, Options  # noqa: E402
+from benchmarks import PARTS, Options
 
 flags.DEFINE_list("parts", ["data_pipeline"], "Benchmark parts to run ('all': every part).")
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")

@@ -9,20 +9,18 @@ gaps, one row per run.
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dft_jax import sampling  # noqa: E402
-from dft_jax.losses import reference as reference_lib  # noqa: E402
-from dft_jax.data import tokenizer as tokenizer_lib  # noqa: E402
-from dft_jax.evaluation import samples  # noqa: E402
-from dft_jax.losses import divergences, features  # noqa: E402
-from dft_jax.train import checkpoint  # noqa: E402
+from dft_jax import sampling
+from dft_jax.losses import reference as reference_lib
+from dft_jax.data import tokenizer as tokenizer_lib
+from dft_jax.evaluation import samples
+from dft_jax.losses import divergences, features
+from dft_jax.train import checkpoint
 
 flags.DEFINE_multi_string("workdir", None, "Run directories.", required=True)
 flags.DEFINE_string("corpus", None, "Reference corpus (default: the first run's data.corpus).")
@@ -44,7 +42,7 @@ def main(argv):
   prompts, _ = samples.held_out(corpus, tok, num_prompts=FLAGS.prompts,
                                 prompt_len=FLAGS.prompt_len, continuation_len=FLAGS.window)
   eos = tok.eos_id
-  bank = ref.standardize(ref.bank_NxF)
+  bank = ref.standardize(ref.bank_MxF)
   rows = []
   for workdir in FLAGS.workdir:
     model, cfg = checkpoint.load_model(workdir)

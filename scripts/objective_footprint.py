@@ -22,18 +22,16 @@ import os
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # a script run from the checkout, like the others in scripts/
+import jax
+import jax.numpy as jnp
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
+from dft_jax import losses
+from dft_jax.losses import dft as dft_lib
+from dft_jax.losses import reference
+from dft_jax.models import Decoder, ModelConfig
 
-from dft_jax import losses  # noqa: E402
-from dft_jax.losses import dft as dft_lib  # noqa: E402
-from dft_jax.losses import reference  # noqa: E402
-from dft_jax.models import Decoder, ModelConfig  # noqa: E402
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout measured
 CLI_FILES = re.compile(r"(^dft_jax/(aot|convert|evaluate|sample|stats)\.py$|__main__\.py$|"
                        r"^scripts/)")
 TIMING = re.compile(r"\d+(\.\d+)?\s*(ms\b|s\b|[x×]\s*(faster|cheaper|slower|less|more|the)\b|[x×]$)")

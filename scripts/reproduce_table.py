@@ -23,10 +23,9 @@ import sys
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dft_jax import sweeps  # noqa: E402
-from dft_jax.evaluation import reproduce  # noqa: E402
-from dft_jax.sweeps import cli  # noqa: E402
+from dft_jax import sweeps
+from dft_jax.evaluation import reproduce
+from dft_jax.sweeps import cli
 
 flags.DEFINE_string("sweep", None, "experiments/FILE.py[:args] whose runs make the table.")
 flags.DEFINE_string("root", None, "Where the sweep's runs live (with --sweep).")

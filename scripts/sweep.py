@@ -25,9 +25,8 @@ import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dft_jax import sweeps  # noqa: E402
-from dft_jax.sweeps import cli  # noqa: E402
+from dft_jax import sweeps
+from dft_jax.sweeps import cli
 
 flags.DEFINE_string("root", None, "Directory of the run workdirs (ROOT/NAME) and sweep.json.",
                     required=True)

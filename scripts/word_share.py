@@ -17,8 +17,7 @@ import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dft_jax.data import corpora, sources  # noqa: E402
+from dft_jax.data import corpora, sources
 
 flags.DEFINE_string("domains", ",".join(corpora.DOMAINS), "Corpora whose words count as known.")
 FLAGS = flags.FLAGS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -78,13 +77,10 @@ def build_config(run_: dict, root: str):
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "config", flag_values=values,
                                   lock_config=True, sys_argv=argv)
-  path = list(sys.path)  # experiments files put the repo root on it at each load
   try:
     values(argv)
   except (AttributeError, KeyError) as e:  # a typo'd field: the train CLI's own line
     raise ValueError(f"run {run_['name']!r}: {overrides.error_line(e, argv)}") from None
   except Exception as e:  # absl wraps parser errors; keep the first line
     raise ValueError(f"run {run_['name']!r}: {str(e).splitlines()[0]}") from None
-  finally:
-    sys.path[:] = path
   return values.config

@@ -11,8 +11,8 @@ of its JSON keys, and prints its own line.
   decode.py      decode_vs_hf, top_p_vs_sort
   data.py        data_pipeline
 
-Imported by scripts/bench.py, which puts scripts/ (this package) and the repository root
-(dft_jax, experiments) on sys.path.
+Imported by scripts/bench.py, whose directory puts this package on sys.path; dft_jax and
+experiments come installed (pip install -e .).
 """
 
 from benchmarks.ce import ce_vs_hf_medium, ce_vs_hf_small
