@@ -41,7 +41,9 @@ V vocabulary, F statistics, E embedding width, X points' width, M bank rows, R Z
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -164,14 +166,14 @@ class Term:
   metrics: dict
 
 
-def deployed_logp(model, tokens_BxT, positions_BxT, segments_BxT, sample_BxC, valid_BxC, *,
-                  prompt_len, temperature, top_p):
-  """Sum of log p of each continuation (the last C tokens of the rows) under the distribution
-  it was drawn from: tempered and truncated to the top-p nucleus (the deployed decoding)."""
-  logits_BxCxV = model(tokens_BxT, positions_BxT, segments_BxT)[:, prompt_len - 1:-1]
+def deployed_logp(model, rows, sample_BxC, valid_BxC, *, cfg):
+  """Sum of log p of each continuation (the last C tokens of `rows` = (tokens, positions,
+  segments) [B, T]) under the distribution it was drawn from: tempered and truncated to the
+  top-p nucleus (the deployed decoding, cfg.temperature and cfg.top_p)."""
+  logits_BxCxV = model(*rows)[:, cfg.prompt_len - 1:-1]
   b, c, v = logits_BxCxV.shape
-  filtered = sampling.filter_logits(logits_BxCxV.reshape(b * c, v), temperature, 0,
-                                    top_p).reshape(b, c, v)
+  filtered = sampling.filter_logits(logits_BxCxV.reshape(b * c, v), cfg.temperature, 0,
+                                    cfg.top_p).reshape(b, c, v)
   logp_BxC = jnp.take_along_axis(jax.nn.log_softmax(filtered), sample_BxC[..., None],
                                  axis=-1)[..., 0]
   logp_BxC = jnp.where(valid_BxC, logp_BxC, 0.0)  # -inf outside the nucleus past EOS
@@ -186,8 +188,23 @@ def last_document_prompts(batch, rows: int, prompt_len: int):
   return batch["tokens"][:rows, :prompt_len], mask_BxP
 
 
-def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, as a function is
+class Objective:
+  """One run's DFT objective: the loss config, the reference (loaded once), the divergence and
+  the EOS id. Called as the loss: (model, batch, rng, step, anchor=None) -> (loss, metrics)."""
+  cfg: ml_collections.ConfigDict
+  ref: reference_lib.Reference
+  divergence: Callable
+  eos: int
+
+  def __call__(self, model, batch, rng, step, anchor=None):
+    return loss(model, batch, rng, step, anchor, objective=self)
+
+
+def score_function(model, anchor, batch, rng, *, objective: Objective) -> Term:
   """The score-function (REINFORCE) surrogate of D, with its leave-one-out baseline."""
+  cfg, ref, divergence, eos = (objective.cfg, objective.ref, objective.divergence,
+                               objective.eos)
   n_p, n_c = cfg.prompt_len, cfg.gen_len
   graph, state = nnx.split(model)
   frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
@@ -205,12 +222,11 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
   advantage_B = jax.lax.stop_gradient(advantage_B)
 
   seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
-  logp = functools.partial(
-      deployed_logp, tokens_BxT=jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
-      positions_BxT=jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]], 1),
-      segments_BxT=jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1),
-      sample_BxC=sample_BxC, valid_BxC=valid_BxC, prompt_len=n_p,
-      temperature=cfg.temperature, top_p=cfg.top_p)
+  rows = (jnp.concatenate([prompts_BxP, sample_BxC], axis=1),
+          jnp.concatenate([pos_BxP, next_B[:, None] + jnp.arange(n_c)[None]], 1),
+          jnp.concatenate([seg_BxP, jnp.ones_like(sample_BxC)], axis=1))
+  logp = functools.partial(deployed_logp, rows=rows, sample_BxC=sample_BxC,
+                           valid_BxC=valid_BxC, cfg=cfg)
   logp_B = logp(model)
   kl_surrogate = kl = jnp.zeros(())
   if cfg.kl_beta > 0:  # KL(p_theta || p_theta0) on the samples, same estimator
@@ -220,8 +236,9 @@ def score_function(model, anchor, batch, rng, *, ref, cfg, divergence, eos):
   return Term(jnp.mean(advantage_B * logp_B), value, kl_surrogate, kl, metrics)
 
 
-def straight_through(model, batch, rng, *, ref, cfg, divergence):
+def straight_through(model, batch, rng, *, objective: Objective) -> Term:
   """D of Gumbel-softmax straight-through rollouts' differentiable statistics."""
+  cfg, ref, divergence = objective.cfg, objective.ref, objective.divergence
   n_p, n_c, n_d = cfg.prompt_len, cfg.gen_len, cfg.dist_batch
   prompts_BxP, prompt_mask_BxP = last_document_prompts(batch, n_d, n_p)
   seg_BxP, pos_BxP, next_B = sampling.prompt_layout(prompt_mask_BxP)
@@ -248,8 +265,9 @@ def straight_through(model, batch, rng, *, ref, cfg, divergence):
   return Term(value, value, jnp.zeros(()), jnp.zeros(()), {})
 
 
-def expected(logits_BxTxV, batch, *, ref, divergence):
+def expected(logits_BxTxV, batch, *, objective: Objective) -> Term:
   """D of the expected Zipf-bin mass of the human rows under the teacher-forced model."""
+  ref, divergence = objective.ref, objective.divergence
   probs_BxTxV = jax.nn.softmax(logits_BxTxV[:, :-1].astype(jnp.float32), axis=-1)
   rank_onehot_VxR = jnp.asarray(
       np.eye(features.NUM_RANK_BINS, dtype=np.float32)[ref.tables.rank_bin])
@@ -271,20 +289,20 @@ def lambda_at(cfg, step):
   return cfg.lam * warm
 
 
-def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
+def loss(model, batch, rng, step, anchor, *, objective: Objective):
   """(CE + lambda * estimator term + kl_beta * KL surrogate, metrics): the value the train
   step differentiates, with `objective` (the value being optimized) among the metrics."""
-  kwargs = dict(ref=ref, divergence=divergence)
+  cfg = objective.cfg
   if cfg.estimator == "expected":  # it reads the logits: CE from the same ones
     logits_BxTxV = cross_entropy.forward(model, batch)
     ce, metrics = cross_entropy.mean_nll(logits_BxTxV, batch)
-    term_fn = lambda: expected(logits_BxTxV, batch, **kwargs)
+    term_fn = lambda: expected(logits_BxTxV, batch, objective=objective)
   else:
     ce, metrics = cross_entropy.model_mean_nll(model, batch)
     if cfg.estimator == "score_function":
-      term_fn = lambda: score_function(model, anchor, batch, rng, cfg=cfg, eos=eos, **kwargs)
+      term_fn = lambda: score_function(model, anchor, batch, rng, objective=objective)
     else:
-      term_fn = lambda: straight_through(model, batch, rng, cfg=cfg, **kwargs)
+      term_fn = lambda: straight_through(model, batch, rng, objective=objective)
   if cfg.mode == "alternate":  # skip the sampling entirely on CE-only steps
     shapes = jax.eval_shape(term_fn)
     zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -299,12 +317,10 @@ def loss(model, batch, rng, step, anchor=None, *, ref, cfg, divergence, eos):
                  "objective": objective}
 
 
-def make(loss_cfg, model_cfg, context):
-  """`loss` bound to this run's reference (loaded once), divergence and EOS id."""
+def make(loss_cfg, model_cfg, context) -> Objective:
+  """The objective of this run: `loss` with its reference (loaded once), divergence and EOS."""
   validate(loss_cfg)
   if context.tokenizer is None and context.reference is None:
     raise ValueError("loss.name='dft' needs the run's tokenizer")
   ref = context.reference or reference_lib.build(loss_cfg, model_cfg, context)
-  return functools.partial(loss, ref=ref, cfg=loss_cfg,
-                           divergence=make_divergence(loss_cfg, ref.bank_MxX),
-                           eos=context.eos())
+  return Objective(loss_cfg, ref, make_divergence(loss_cfg, ref.bank_MxX), context.eos())

@@ -264,8 +264,9 @@ def shard_batch(x_BxTxD: jax.Array) -> jax.Array:
   return jax.lax.with_sharding_constraint(x_BxTxD, jax.sharding.PartitionSpec(axes))
 
 
-def _block_apply(block, x, cos, sin, mask, k, v, index, segments):
-  return block(x, cos, sin, mask, k, v, index, segments)
+def _block_apply(block, *args):
+  """block(x, cos, sin, mask, k, v, index, segments): one decoder block, as a plain function."""
+  return block(*args)
 
 
 def _rematted(policy):

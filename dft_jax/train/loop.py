@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -288,8 +289,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = MetricsWriter(workdir, resume_step=start)
   preemption = Preemption()
   try:
-    last_val = _run(config, workdir, setup.mesh, state, start, train_step, train_iter, evaluate,
-                    Reporter(config, cfg, writer, mngr, start), mngr, preemption)
+    parts = _Parts(train_step, train_iter, evaluate, Reporter(config, cfg, writer, mngr, start),
+                   mngr, preemption)
+    last_val = _run(config, workdir, setup.mesh, state, start, parts)
   finally:
     mngr.wait_until_finished()
     mngr.close()
@@ -298,10 +300,23 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return last_val
 
 
-def _run(config, workdir, mesh, state, start, train_step, train_iter, evaluate, report, mngr,
-         preemption) -> dict:
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+  """What the loop calls each step: the jitted step, the data, validation, the progress
+  report, the checkpoint manager and the preemption flag."""
+  train_step: Callable
+  train_iter: Any
+  evaluate: Callable
+  report: Reporter
+  mngr: Any
+  preemption: Preemption
+
+
+def _run(config, workdir, mesh, state, start, parts: _Parts) -> dict:
   """Steps start+1..total_steps: metrics fetched one step late, validation, checkpoints,
   a clean stop on preemption; returns the last validation metrics."""
+  train_step, train_iter, evaluate = parts.train_step, parts.train_iter, parts.evaluate
+  report, mngr, preemption = parts.report, parts.mngr, parts.preemption
   config_dict = json.loads(config.to_json())
   batch_sharding = mesh_lib.batch_sharding(mesh)
   pending = None          # (step, device metrics) of the step before: fetched one step late
