@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from dft_jax.losses import divergences as D
+from dft_jax.losses.dft import config as dft_config
 from dft_jax.losses.dft import deployed_logp
 from dft_jax.models import Decoder, ModelConfig
 
@@ -62,8 +63,8 @@ def test_deployed_logp_equals_its_definition(temperature, top_p):
   sample = tokens[:, p:]
   valid = np.ones((b, c), bool)
   valid[0, 4:] = False   # after an EOS: not scored
-  ours = deployed_logp(model, *_layout(tokens), jnp.asarray(sample), jnp.asarray(valid),
-                       prompt_len=p, temperature=temperature, top_p=top_p)
+  ours = deployed_logp(model, _layout(tokens), jnp.asarray(sample), jnp.asarray(valid),
+                       cfg=dft_config(prompt_len=p, temperature=temperature, top_p=top_p))
   expected = (np.take_along_axis(ref_BxCxV, sample[..., None], -1)[..., 0] * valid).sum(1)
   np.testing.assert_allclose(np.asarray(ours)[:2], expected[:2], rtol=2e-5, atol=2e-5)
   if top_p < 1.0:
@@ -98,8 +99,8 @@ def test_score_function_gradient_at_the_deployed_decoding_matches_exact_enumerat
   def logp_of(t, idx):
     model = lambda tokens, positions, segments: jnp.broadcast_to(t, (m, 2, k_out))
     tokens = jnp.stack([jnp.zeros_like(idx), idx], axis=1)
-    return deployed_logp(model, tokens, None, None, idx[:, None], jnp.ones((m, 1), bool),
-                         prompt_len=1, temperature=temperature, top_p=top_p)
+    return deployed_logp(model, (tokens, None, None), idx[:, None], jnp.ones((m, 1), bool),
+                         cfg=dft_config(prompt_len=1, temperature=temperature, top_p=top_p))
 
   def estimate(key):
     idx = jax.random.choice(key, k_out, (m,), p=q_of(theta))
