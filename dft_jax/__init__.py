@@ -16,8 +16,9 @@ S key length (cache size), P prompt length, C continuation (generated) length, W
 length, V vocabulary, L layers, D model width, H head dim, N query heads and K key/value heads
 (G = N // K per group) and F MLP width inside the decoder's parameters (models/decoder.py;
 the names are checkpoint keys), N / M rows of two point clouds (M: the reference bank's
-rows wherever a bank is one of them) and F featurizer statistics everywhere else, E embedding width, X width of a feature space's points, R Zipf rank bins,
-Z nonzero entries of a sparse row.
+rows wherever a bank is one of them) and F featurizer statistics everywhere else, E embedding
+width, X width of a feature space's points, R Zipf rank bins, Z nonzero entries of a sparse
+row.
 """
 
 __version__ = "0.1.0"

@@ -34,7 +34,8 @@ from dft_jax.models import Decoder, ModelConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout measured
 CLI_FILES = re.compile(r"(^dft_jax/(aot|convert|evaluate|sample|stats)\.py$|__main__\.py$|"
                        r"^scripts/)")
-TIMING = re.compile(r"\d+(\.\d+)?\s*(ms\b|s\b|[x×]\s*(faster|cheaper|slower|less|more|the)\b|[x×]$)")
+TIMING = re.compile(r"\d+(\.\d+)?\s*(ms\b|s\b|[x×]\s*(faster|cheaper|slower|less|more|the)\b"
+                    r"|[x×]$)")
 
 
 def objective_files() -> dict[str, int]:

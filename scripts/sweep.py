@@ -2,7 +2,7 @@ r"""Runs a sweep (an experiments file with get_sweep): here, on SLURM, or as xpk
 
   python scripts/sweep.py experiments/table1.py --root runs/table1                  # here, in turn
   python scripts/sweep.py experiments/table1.py:seeds=3 --root runs/t --launcher=local \
-      --max_parallel=4                                                               # here, in parallel
+      --max_parallel=4                                                   # here, in parallel
   python scripts/sweep.py experiments/ablations.py:family=all,seeds=3 --root /shared/abl \
       --launcher=slurm --partition=gpu --gpus_per_node=8 --time_min=240              # SLURM
   python scripts/sweep.py experiments/table1.py --root /gcs/runs/t --launcher=xpk \

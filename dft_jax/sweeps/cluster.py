@@ -142,7 +142,8 @@ def run_local(runs: list[dict], root: str, resources: Resources = Resources(), *
   root, python = os.path.abspath(root), python or sys.executable
   check(runs, root)
   executor = submitit.LocalExecutor(folder=os.path.join(root, SUBMITIT_DIR, "%j"))
-  executor.update_parameters(timeout_min=resources.time_min, tasks_per_node=resources.tasks_per_node,
+  executor.update_parameters(timeout_min=resources.time_min,
+                             tasks_per_node=resources.tasks_per_node,
                              gpus_per_node=resources.gpus_per_node,
                              signal_delay_s=resources.signal_delay_s)
   todo = pending(runs, root)
@@ -170,13 +171,15 @@ def run_local(runs: list[dict], root: str, resources: Resources = Resources(), *
       todo.remove(r)
       running[r["name"]] = job = executor.submit(train_job(r, root, python, resources.tasks))
       entries[r["name"]] = _job_entry("local", job)
-      log(f"{r['name']}: started (job {job.job_id}; log {os.path.join(workdir(r, root), 'train.log')})")
+      log(f"{r['name']}: started (job {job.job_id}; log "
+          f"{os.path.join(workdir(r, root), 'train.log')})")
     record_jobs(root, entries)
     if todo or running:
       time.sleep(poll_s)
   if failed:
     more = f"; not started: {', '.join(skipped)}" if skipped else ""
-    raise SweepError("; ".join(failed.values()) + more + ". Finished runs stay done: rerun to resume")
+    raise SweepError("; ".join(failed.values()) + more +
+                     ". Finished runs stay done: rerun to resume")
   log(f"sweep done: {len(runs)} runs in {root}")
 
 
