@@ -140,10 +140,7 @@ def make_divergence(cfg, bank_MxX=None):
   kwargs = dict(epsilon=cfg.epsilon, threshold=cfg.sinkhorn_threshold,
                 max_iterations=cfg.sinkhorn_iterations, implicit_diff=cfg.sinkhorn_implicit_diff)
   if cfg.sinkhorn_solver == "ott":
-    sinkhorn = divergences.make("sinkhorn", **kwargs)
-    # the bank is a constant of the jitted step: behind a barrier XLA does not fold the
-    # OT(bank, bank) cost inside the solver's loop at compile time (seconds, a logged alarm)
-    return lambda x, y: sinkhorn(x, jax.lax.optimization_barrier(y))
+    return divergences.make("sinkhorn", **kwargs)
   return sinkhorn_fast.make(cfg.sinkhorn_solver, bank_MxX, **kwargs)
 
 
