@@ -155,6 +155,7 @@ def test_reproduce_table_on_two_finished_runs(runs):
     assert "10 held-out prompts" in section and "second human set of 10" in section
     verdicts = [line for line in section.splitlines() if line.startswith("- ")]
     assert len(verdicts) == 4
+    assert comparison.ONE_SEED in section  # one seed: its verdicts say they are preliminary
     assert all(any(v in line for v in ("**holds**", "**does not hold**", "**inconclusive**"))
                for line in verdicts)
   assert r"\begin{tabular}" in open(os.path.join(out, "table.tex")).read()

@@ -132,4 +132,12 @@ def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
   lines += ["", f"Verdict ({comp['row']} vs SFT, {decoding_label}; computed from the "
                 "intervals):",
             intervals.summarize(comp["claims"]), ""]
+  if comp["seeds"] == 1:
+    lines += [ONE_SEED, ""]
   return "\n".join(lines)
+
+
+# under every one-seed verdict: what one seed can say (the same run on another CPU can differ
+# in the last bits of its arithmetic, draw other samples, and flip a verdict)
+ONE_SEED = ("One seed per row: a preliminary reading, not a finding (another machine's float "
+            "arithmetic can flip it); read the claims off a table of several seeds.")

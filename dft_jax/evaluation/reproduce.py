@@ -293,7 +293,8 @@ def write_table(scored: Sequence[ScoredRun], held: HeldOut, settings: Settings,
     for comp in t.comparisons:
       md.append(comparison.markdown(comp, dlabel, len(held.prompts_NxP), s.bootstrap))
       log(f"[table] {comp['row']} − SFT, {dlabel}: verdict\n" +
-          intervals.summarize(comp["claims"]))
+          intervals.summarize(comp["claims"]) +
+          ("\n" + comparison.ONE_SEED if comp["seeds"] == 1 else ""))
     results["decodings"][dlabel] = {"runs": t.rows, "comparisons": t.comparisons}
   if no_comparison:  # the same rows at every decoding: said once
     log(f"[table] {no_comparison}")
