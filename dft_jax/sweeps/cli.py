@@ -75,9 +75,9 @@ def _xpk_target(values) -> cluster.XpkTarget:
 
 def launch(runs: list[dict], root: str, sweep: str, *, wait: bool | None = None,
            log: Callable[[str], None] = print, out: Callable[[str], None] = print,
-           values=None) -> bool:
-  """Launches the runs as the flags say. Returns whether they are finished on return (False
-  for a slurm submission without waiting, and for xpk, whose commands go to `out`)."""
+           values=None) -> None:
+  """Launches the runs as the flags say: sequential and local return when they are done,
+  slurm once submitted (or done, with `wait`), xpk after writing its commands to `out`."""
   values = flags.FLAGS if values is None else values
   launcher = values.launcher
   if launcher not in cluster.LAUNCHERS:
@@ -85,20 +85,17 @@ def launch(runs: list[dict], root: str, sweep: str, *, wait: bool | None = None,
   wait = values.wait if wait is None else wait
   if launcher == "sequential":
     run_all(runs, root, log=log)
-    return True
-  if launcher == "xpk":
+  elif launcher == "xpk":
     for line in cluster.xpk_commands(runs, root, _xpk_target(values)):
       out(line)
-    return False
-  res = resources(sweep, values)
-  if launcher == "local":
-    cluster.run_local(runs, root, res, max_parallel=values.max_parallel, log=log)
-    return True
-  jobs = cluster.submit_slurm(runs, root, res, log=log)
-  log(f"slurm: {len(jobs)} job(s) submitted; their ids and logs are in {root}/sweep.json")
-  if wait:
-    cluster.wait(jobs, root, log=log)
-  return wait or not jobs
+  elif launcher == "local":
+    cluster.run_local(runs, root, resources(sweep, values), max_parallel=values.max_parallel,
+                      log=log)
+  else:
+    jobs = cluster.submit_slurm(runs, root, resources(sweep, values), log=log)
+    log(f"slurm: {len(jobs)} job(s) submitted; their ids and logs are in {root}/sweep.json")
+    if wait:
+      cluster.wait(jobs, root, log=log)
 
 
 def print_commands(runs: list[dict], root: str, out: Callable[[str], None] = print) -> None:

@@ -148,32 +148,27 @@ def run_local(runs: list[dict], root: str, resources: Resources = Resources(), *
                              signal_delay_s=resources.signal_delay_s)
   todo = pending(runs, root)
   done = {r["name"] for r in runs} - {r["name"] for r in todo}
-  running, failed, skipped, entries = {}, {}, [], {}
+  running, failed, skipped = {}, {}, []
   log(f"local: {len(todo)} of {len(runs)} runs to do, up to {max_parallel} at a time")
   while todo or running:
-    for name, job in list(running.items()):
-      if job.done():
-        del running[name]
-        if job.exception() is None:
-          done.add(name)
-          log(f"{name}: done")
-        else:
-          failed[name] = _failure(name, job, root)
-          log(failed[name])
+    finished_now, failed_now = _reap(running, root, log)
+    done.update(finished_now)
+    failed.update(failed_now)
     lost = set(failed) | set(skipped)
     for r in [r for r in todo if any(a in lost for a in r["after"])]:
       todo.remove(r)
       skipped.append(r["name"])
       log(f"{r['name']}: not started (it needs a failed run)")
+    started = {}
     for r in [r for r in todo if all(a in done for a in r["after"])]:
       if len(running) >= max_parallel:
         break
       todo.remove(r)
       running[r["name"]] = job = executor.submit(train_job(r, root, python, resources.tasks))
-      entries[r["name"]] = _job_entry("local", job)
+      started[r["name"]] = _job_entry("local", job)
       log(f"{r['name']}: started (job {job.job_id}; log "
           f"{os.path.join(workdir(r, root), 'train.log')})")
-    record_jobs(root, entries)
+    record_jobs(root, started)  # a no-op when nothing started
     if todo or running:
       time.sleep(poll_s)
   if failed:
@@ -234,22 +229,30 @@ def submit_slurm(runs: list[dict], root: str, resources: Resources, *,
   return jobs
 
 
+def _reap(running: dict, root: str, log: Callable[[str], None]) -> tuple[set, dict]:
+  """Removes the finished jobs from `running` {name: job}: (names done, {name: failure line})."""
+  done, failed = set(), {}
+  for name, job in list(running.items()):
+    if job.done():
+      del running[name]
+      if job.exception() is None:
+        done.add(name)
+        log(f"{name}: done")
+      else:
+        failed[name] = _failure(name, job, root)
+        log(failed[name])
+  return done, failed
+
+
 def wait(jobs: dict, root: str, log: Callable[[str], None] = print, poll_s: float = 30) -> None:
   """Waits for submitted jobs; SweepError naming the failed runs and their logs."""
-  left, failed = dict(jobs), []
+  left, failed = dict(jobs), {}
   while left:
-    for name, job in list(left.items()):
-      if job.done():
-        del left[name]
-        if job.exception() is None:
-          log(f"{name}: done")
-        else:
-          failed.append(_failure(name, job, root))
-          log(failed[-1])
+    failed.update(_reap(left, root, log)[1])
     if left:
       time.sleep(poll_s)
   if failed:
-    raise SweepError("; ".join(failed))
+    raise SweepError("; ".join(failed.values()))
 
 
 @dataclasses.dataclass(frozen=True)

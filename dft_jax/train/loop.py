@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from typing import Any, Callable
@@ -73,8 +74,11 @@ def resolve_init_from(path: str, data_dir: str | None = None) -> str:
     if not os.path.isfile(os.path.join(out, "config.json")):
       log(f"init_from: converting {path} to a Hugging Face directory {out} (once)")
       tmp = f"{out}.tmp{os.getpid()}"
-      gguf_io.convert(path, tmp)
-      os.replace(tmp, out)
+      try:
+        gguf_io.convert(path, tmp)
+        os.replace(tmp, out)
+      finally:  # a failed conversion leaves nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
   return out
 
 
