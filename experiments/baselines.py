@@ -29,7 +29,7 @@ TOKEN_LEVEL = ("mixce", "tailr", "emo", "dyft")
 
 def config(*, loss="mixce", domain="literary", model="tiny", steps=100, lr=1e-3, eta=0.1,
            gamma=0.1, lam=dft.LAM, estimator="score_function", temperature=1.0, top_p=1.0,
-           gen_len=64, dist_batch=16) -> ml_collections.ConfigDict:
+           gen_len=64, dist_batch=16, clip=0.0) -> ml_collections.ConfigDict:
   """One baseline of LOSSES on `domain`; ebft is experiments/dft.py's config with embedding
   features and the energy distance."""
   if loss not in LOSSES:
@@ -38,7 +38,7 @@ def config(*, loss="mixce", domain="literary", model="tiny", steps=100, lr=1e-3,
     return dft.config(domain=domain, model=model, steps=steps, lr=lr, lam=lam,
                       estimator=estimator, temperature=temperature, top_p=top_p,
                       gen_len=gen_len, dist_batch=dist_batch, features="embedding",
-                      divergence="energy")
+                      divergence="energy", clip=clip)
   c = base.finetune_config(domain=domain, model=model, steps=steps, lr=lr)
   c.loss.name = loss
   c.loss.eta = eta      # MixCE mixing weight of forward CE

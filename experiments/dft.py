@@ -35,12 +35,13 @@ def dft_loss(**kw):
 
 def config(*, domain="literary", model="tiny", steps=100, lr=1e-3, lam=LAM, divergence="sinkhorn",
            estimator="score_function", mode="joint", temperature=1.0, top_p=1.0, gen_len=64,
-           dist_batch=16, features="stats") -> ml_collections.ConfigDict:
-  """DFT fine-tuning on `domain`: base.finetune_config with the DFT loss (dft_loss)."""
+           dist_batch=16, features="stats", clip=0.0) -> ml_collections.ConfigDict:
+  """DFT fine-tuning on `domain`: base.finetune_config with the DFT loss (dft_loss); clip > 0
+  winsorizes the standardized statistics at ±clip sd (loss.feature_clip)."""
   c = base.finetune_config(domain=domain, model=model, steps=steps, lr=lr)
   c.loss = dft_loss(lam=lam, divergence=divergence, estimator=estimator, mode=mode,
                     temperature=temperature, top_p=top_p, gen_len=gen_len,
-                    dist_batch=dist_batch, features=features)
+                    dist_batch=dist_batch, features=features, feature_clip=clip)
   return c
 
 

@@ -47,13 +47,14 @@ from experiments import base, dft
 # global-norm clipping (train CE 2.71 -> 3.66 in 5 steps); 0.001 keeps the two comparable.
 # Chosen on the validation split (experiments/tune_table1.py): of the λ with perplexity within
 # +3% of SFT, the one closing most of the feature gap; only 0.001 qualified (0.002: +3.04%).
-PRETRAINED = dict(steps=30, lr=5e-5, lam=0.001)
-TINY = dict(steps=100, lr=1e-3, lam=0.002)  # the from-scratch toy (experiments/dft.py's LAM)
+PRETRAINED = dict(steps=30, lr=5e-5, lam=0.001, clip=0.0)
+TINY = dict(steps=100, lr=1e-3, lam=0.002, clip=0.0)  # the from-scratch toy (dft.py's LAM)
 DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
-SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats")  # sweep only
+SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats",  # sweep only
+                  lam_embedding=-1.0, lam_both=-1.0, lam_ebft=-1.0)  # < 0: lam
 
 
-def _resolved(*, domain, model, steps, lr, lam) -> dict:
+def _resolved(*, domain, model, steps, lr, lam, clip) -> dict:
   """The run's arguments as its runs get them: paths absolute (runs train from the repo root),
   None replaced by the model's default (PRETRAINED or TINY)."""
   if pretrained.is_model_path(model):
@@ -61,7 +62,7 @@ def _resolved(*, domain, model, steps, lr, lam) -> dict:
   if os.sep in domain or os.path.isdir(domain):
     domain = os.path.abspath(domain)
   defaults = PRETRAINED if pretrained.is_pretrained(model) else TINY
-  chosen = dict(steps=steps, lr=lr, lam=lam)
+  chosen = dict(steps=steps, lr=lr, lam=lam, clip=clip)
   return dict(domain=domain, model=model,
               **{key: defaults[key] if value is None else value for key, value in chosen.items()})
 
@@ -69,7 +70,8 @@ def _resolved(*, domain, model, steps, lr, lam) -> dict:
 def _arg(arg):
   """The sweep's parsed arguments, with the runs' own resolved (_resolved)."""
   a = base.parse_arg(arg, config, **SWEEP_ARGS)
-  a.update(_resolved(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam))
+  a.update(_resolved(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
+                     clip=a.clip))
   return a
 
 
@@ -77,28 +79,34 @@ def _dft_kwargs(a) -> dict:
   """experiments/dft.py's arguments for the table's DFT run from resolved ones: the deployed
   decoding for a pretrained model."""
   decoding = DEPLOYED if pretrained.is_pretrained(a["model"]) else {}
+  clip = {"clip": a["clip"]} if a["clip"] else {}  # 0 (off) is the run strings of old tables
   return dict(domain=a["domain"], model=a["model"], steps=a["steps"], lr=a["lr"],
-              lam=a["lam"], estimator="score_function", **decoding)
+              lam=a["lam"], estimator="score_function", **decoding, **clip)
 
 
-def _dft_arg(a) -> str:
-  """The table's DFT run as experiments/dft.py's argument string (what its runs say)."""
-  return sweeps.arg_string(**_dft_kwargs(a))
+def _dft_arg(a, lam: float = -1.0) -> str:
+  """The table's DFT run as experiments/dft.py's argument string (what its runs say); lam >= 0
+  replaces the table's λ (the rows tuned on their own)."""
+  kwargs = _dft_kwargs(a)
+  if lam >= 0:
+    kwargs["lam"] = lam
+  return sweeps.arg_string(**kwargs)
 
 
 def config(*, domain="encyclopedia", model="smollm2-135m", steps: int | None = None,
-           lr: float | None = None, lam: float | None = None) -> ml_collections.ConfigDict:
+           lr: float | None = None, lam: float | None = None,
+           clip: float | None = None) -> ml_collections.ConfigDict:
   """The table's DFT run: experiments/dft.py at the table's setting; None is the model's
   default."""
   return dft.config(**_dft_kwargs(_resolved(domain=domain, model=model, steps=steps, lr=lr,
-                                            lam=lam)))
+                                            lam=lam, clip=clip)))
 
 
 def get_config(arg=None):
   """config(); the sweep's own arguments (SWEEP_ARGS) are accepted and ignored, so that one
   argument string serves the sweep and its DFT run."""
   a = base.parse_arg(arg, config, **SWEEP_ARGS)
-  return config(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam)
+  return config(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam, clip=a.clip)
 
 
 def get_sweep(arg=None):
@@ -106,15 +114,17 @@ def get_sweep(arg=None):
   common = sweeps.arg_string(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr)
   rows = [("sft", "SFT", f"experiments/sft.py:{common}"),
           ("dft", "DFT (score-function)", f"experiments/dft.py:{_dft_arg(a)}")]
+  own_lam = {"embedding": a.lam_embedding, "both": a.lam_both}
   for space in a.features.split(":"):  # more feature spaces: rows "DFT (embedding)", ...
     if space != "stats":
       rows.append((f"dft_{space}", f"DFT ({space})",
-                   f"experiments/dft.py:{_dft_arg(a)},features={space}"))
+                   f"experiments/dft.py:{_dft_arg(a, own_lam[space])},features={space}"))
   if a.baselines:
     rows += [("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}"),
              ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}"),
              ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{common}"),
-             ("ebft", "EBFT-style", f"experiments/baselines.py:loss=ebft,{_dft_arg(a)}")]
+             ("ebft", "EBFT-style",
+              f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft)}")]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]
   for seed in range(a.seeds):
     runs += [sweeps.run(f"{key}_s{seed}", run_config, row=row, seed=seed, init_from="{base}")

@@ -39,7 +39,7 @@ def main(argv):
     corpus = FLAGS.corpus or json.load(f)["data"]["corpus"]
   tok = tokenizer_lib.load(os.path.join(first, "tokenizer.json"))
   ref = reference_lib.stats_for_corpus(corpus, tok, window=FLAGS.window)
-  prompts, _ = samples.held_out(corpus, tok, num_prompts=FLAGS.prompts,
+  prompts, _, _ = samples.held_out(corpus, tok, num_prompts=FLAGS.prompts,
                                 prompt_len=FLAGS.prompt_len, continuation_len=FLAGS.window)
   eos = tok.eos_id
   bank = ref.standardize(ref.bank_MxF)

@@ -47,6 +47,9 @@ flags.DEFINE_integer("ppl_pieces", 64, "At most this many 128-token pieces of th
 flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each decoding the "
                     "table is evaluated at; the first is the deployed one the verdict uses.")
 flags.DEFINE_integer("bootstrap", 200, "Paired bootstrap replicates for the intervals.")
+flags.DEFINE_float("feature_clip", reproduce.FEATURE_CLIP, "Winsorize the feature statistics "
+                   "at this many human sds (0: unclipped), so one degenerate text cannot decide "
+                   "a divergence.")
 flags.DEFINE_bool("reported", True, "Print the article's reported figures beside ours.")
 flags.DEFINE_string("embedding_run", "", "Run whose model embeds every text for the "
                     "embedding MMD² / MAUVE columns: 'first' (the first run: base), a run "
@@ -88,7 +91,7 @@ def main(argv):
                         ppl_docs=FLAGS.ppl_docs, ppl_pieces=FLAGS.ppl_pieces or None,
                         reported=FLAGS.reported,
                         decodings=reproduce.parse_decodings(FLAGS.decodings),
-                        bootstrap=FLAGS.bootstrap,
+                        bootstrap=FLAGS.bootstrap, feature_clip=FLAGS.feature_clip,
                         embedding_run=(pairs[0][0] if FLAGS.embedding_run == "first"
                                        else FLAGS.embedding_run or None))
   except (ValueError, FileNotFoundError, RuntimeError) as e:  # SweepError too

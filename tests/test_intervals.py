@@ -84,7 +84,7 @@ def test_prefetch_fills_the_memo_with_the_values_computed_in_order():
     return float(np.std(x[idx]))
   cached = intervals.memo(metric)
   draws = intervals.indices(50, 40, seed=2)
-  intervals.prefetch([cached], draws, workers=2)
+  intervals.prefetch([cached], draws, 50, workers=2)
   assert len(calls) == len({d.tobytes() for d in draws} | {np.arange(50).tobytes()})
   out = intervals.paired(mean_of(x), cached, draws, 50)   # every value now from the memo
   assert len(calls) == len(set(calls))
@@ -92,3 +92,36 @@ def test_prefetch_fills_the_memo_with_the_values_computed_in_order():
   assert out["delta"] == pytest.approx(np.std(x) - np.mean(x))
   assert out["lo"] == pytest.approx(np.percentile(np.asarray(direct) - np.median(direct)
                                                   + out["delta"], 2.5))
+
+
+def test_clustered_bootstrap_matches_the_hand_computed_two_document_case():
+  # Two documents of 20 prompts each; every prompt of document A scores 0, of B scores 1.
+  # Drawing 2 documents with replacement gives a mean of 0 (AA, p 1/4), 1/2 (AB or BA, p 1/2)
+  # or 1 (BB, p 1/4) whatever the prompts drawn within them: the 95% interval is [0, 1]. The
+  # prompt-level bootstrap, blind to the documents, reads a binomial(40, 1/2)/40 spread.
+  doc_ids = np.repeat([0, 1], 20)
+  score = doc_ids.astype(float)
+  draws = intervals.clustered(doc_ids, 4000, seed=0)
+  means = np.asarray([score[d].mean() for d in draws])
+  assert all(len(d) == 40 for d in draws)  # equal documents: every replicate has 40 prompts
+  assert set(np.round(means, 6)) == {0.0, 0.5, 1.0}
+  freq = {v: np.mean(np.isclose(means, v)) for v in (0.0, 0.5, 1.0)}
+  assert freq[0.0] == pytest.approx(0.25, abs=0.03) and freq[0.5] == pytest.approx(0.5, abs=0.03)
+  assert intervals.interval(means) == (0.0, 1.0)
+  plain = np.asarray([score[d].mean() for d in intervals.indices(40, 4000, seed=0)])
+  lo, hi = intervals.interval(plain)
+  assert 0.3 < lo < 0.4 and 0.6 < hi < 0.7  # ± 1.96 * sqrt(1/4 / 40) = ± 0.155
+  # within a document, prompts are drawn from that document only, with replacement
+  uneven = np.asarray([0, 0, 0, 1, 2, 2])
+  for d in intervals.clustered(uneven, 200, seed=1):
+    counts = np.bincount(uneven[d], minlength=3)
+    assert counts.sum() == len(d)
+    for doc in range(3):  # a document drawn k times contributes k x its size prompts
+      assert counts[doc] % np.bincount(uneven)[doc] == 0
+
+
+def test_one_prompt_per_document_is_the_plain_bootstrap():
+  draws = intervals.clustered(np.arange(30), 500, seed=4)
+  x = np.random.default_rng(0).normal(size=30)
+  means = np.asarray([x[d].mean() for d in draws])
+  assert means.std() == pytest.approx(x.std() / np.sqrt(30), rel=0.15)

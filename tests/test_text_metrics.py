@@ -294,7 +294,8 @@ def test_compute():
   metrics = tm.compute(PROSE + TEXTS, HUMAN)
   assert set(metrics) == {"rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
                           "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
-                          "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio"}
+                          "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio",
+                          "degenerate"}
   for value in metrics.values():
     assert type(value) is float and math.isfinite(value)
   assert metrics["rep_3"] == pytest.approx(ref_rep(PROSE + TEXTS, 3), abs=1e-12)

@@ -190,9 +190,37 @@ def read_aphorisms(cache: str) -> tuple[list[str], int, str]:
   return docs, bad, f"{source}: usr/share/games/fortunes/{{{','.join(names)}}}"
 
 
+_KJV = "/usr/share/bibledit/sources/kjv.xml"
+_OSIS = "{http://www.bibletechnologies.net/2003/OSIS/namespace}"
+
+
+def _osis_text(el) -> str:
+  """The words of an OSIS element, without its notes and titles (their tails are kept)."""
+  parts = [el.text or ""]
+  for child in el:
+    if child.tag not in (_OSIS + "note", _OSIS + "title"):
+      parts.append(_osis_text(child))
+    parts.append(child.tail or "")
+  return "".join(parts)
+
+
+def read_narrative(cache: str) -> tuple[list[str], int, str]:
+  """The narrative books of the King James Bible (Genesis-Esther, the Gospels, Acts): one
+  chapter per document, without the translators' notes and the chapter titles."""
+  (path,), source = _debian_files("bibledit-data", [_KJV], os.path.join(cache, "deb"))
+  with open(path, "rb") as f:
+    text, bad = cleaning.decode(f.read())
+  docs = []
+  for book in ET.fromstring(text).iter(_OSIS + "div"):
+    if book.get("type") == "book" and book.get("osisID") in corpora.NARRATIVE_BOOKS:
+      docs += [cleaning.normalize(re.sub(r"\s+", " ", _osis_text(chapter)))
+               for chapter in book.iter(_OSIS + "chapter")]
+  return docs, bad, f"{source}: {_KJV.lstrip('/')} ({', '.join(corpora.NARRATIVE_BOOKS)})"
+
+
 _READERS: dict[str, Callable[[str], tuple[list[str], int, str]]] = {
     "news": read_news, "encyclopedia": read_encyclopedia, "legal": read_legal,
-    "literary": read_literary, "aphorisms": read_aphorisms}
+    "literary": read_literary, "aphorisms": read_aphorisms, "narrative": read_narrative}
 
 
 # ----------------------------------------------------------------------------- preparing

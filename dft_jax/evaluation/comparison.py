@@ -12,7 +12,7 @@ from dft_jax.evaluation import intervals, tables, text_metrics
 from dft_jax.evaluation.scored import Decoded, HeldOut, ScoredRun
 
 # Metrics with a paired bootstrap interval, and those that also get a gap-closed column.
-BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "compression_ratio", "zipf",
+BOOTSTRAPPED = ("diversity", "distinct_2", "self_bleu4", "compression_ratio", "degenerate", "zipf",
                 "sent_len_mean", "sent_len_var", "sent_len_w1", "unigram_l2", "slop_ratio",
                 "feature_sinkhorn", "feature_mmd", "judge_accuracy")
 GAP_CLOSED = ("sent_len_var", "feature_sinkhorn", "diversity")
@@ -25,6 +25,7 @@ def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
          "distinct_2": lambda t: text_metrics.distinct_n(t, 2),
          "self_bleu4": lambda t: text_metrics.self_bleu(t, 4),
          "compression_ratio": text_metrics.compression_ratio,
+         "degenerate": text_metrics.degenerate_rate,
          "zipf": text_metrics.zipf_coefficient,
          "sent_len_mean": text_metrics.sentence_length_mean,
          "sent_len_var": text_metrics.sentence_length_variance}
@@ -83,15 +84,16 @@ def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, h
   row_runs = [r for r in runs if r.row == row]
   n = len(held.human)
   row_fns, human_fns = row_metrics(row_runs, decoding, held), held.human_fns
-  draws = intervals.indices(n, reps, seed)
+  draws = intervals.clustered(held.doc_ids_N, reps, seed)
   intervals.prefetch([sft_fns["feature_sinkhorn"], row_fns["feature_sinkhorn"],
-                      human_fns["feature_sinkhorn"]], draws)
+                      human_fns["feature_sinkhorn"]], draws, n)
   deltas = {k: intervals.paired(sft_fns[k], row_fns[k], draws, n) for k in sft_fns}
   gaps = {k: intervals.gap_closed(sft_fns[k], row_fns[k], human_fns[k], draws, n)
           for k in GAP_CLOSED}
   base = sft_runs[0].perplexity
   ratios = [intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
-                                     r.perplexity["nll_per_piece"], reps, seed)
+                                     r.perplexity["nll_per_piece"], reps, seed,
+                                     base.get("doc_per_piece"))
             for r in row_runs]
   ppl_ratio = {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
   deltas["perplexity_ratio"] = ppl_ratio
@@ -115,11 +117,12 @@ def compare_all(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, reps: i
   return [compare(runs, decoding, row, sft_fns, held, reps, seed) for row in compared], None
 
 
-def markdown(comp: dict, decoding_label: str, prompts: int, reps: int) -> str:
+def markdown(comp: dict, decoding_label: str, prompts: int, documents: int, reps: int) -> str:
   names = dict((c[0], c[1]) for c in tables.COLUMNS)
   names["perplexity_ratio"] = "PPL ratio DFT/SFT − 1"
   lines = [f"**{comp['row']} − SFT, {decoding_label}**: paired bootstrap over {prompts} "
-           f"prompts ({reps} replicates, 95% intervals; seeds averaged within a replicate: "
+           f"prompts clustered in {documents} documents (documents drawn, then prompts within "
+           f"them; {reps} replicates, 95% intervals; seeds averaged within a replicate: "
            f"{comp['seeds']}). Gap closed = (SFT − DFT) / (SFT − human); for the feature "
            "divergence 'human' is the split-half floor.", "",
            "| metric | DFT − SFT | 95% CI | gap closed | 95% CI |", "|---|---|---|---|---|"]

@@ -1,9 +1,13 @@
 """Paired bootstrap intervals of DFT − SFT over prompts, the gap-closed column, and the verdict.
 
 Every run continues the same prompts, so prompt i's SFT text, DFT text and human continuation
-form one unit. A bootstrap replicate draws prompt indices with replacement and recomputes each
+form one unit. A bootstrap replicate draws units with replacement and recomputes each
 set-level metric (diversity, sentence-length variance, feature divergence, ...) on the drawn
-units of both runs (and of the human texts for comparative metrics); the 2.5 / 97.5 percentiles
+units of both runs (and of the human texts for comparative metrics). Prompts cut from one
+document are not independent (same topic, names, style), so the draw is clustered
+(`clustered`): documents with replacement, then prompts with replacement within each drawn
+document (the two-stage bootstrap of Davison & Hinkley 1997, sec. 3.8); with one prompt per
+document it is the plain prompt bootstrap (`indices`). The 2.5 / 97.5 percentiles
 of the replicate differences, re-centred on the point difference (resampling repeats texts,
 which shifts distinct-n / self-BLEU of every replicate alike), are the 95% interval.
 
@@ -29,6 +33,20 @@ def indices(n: int, reps: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed).integers(0, n, size=(reps, n))
 
 
+def clustered(doc_ids_N: np.ndarray, reps: int, seed: int) -> list[np.ndarray]:
+  """`reps` draws of prompt indices, two-stage: as many documents as there are, with
+  replacement, then for each drawn document as many of its prompts as it has, with
+  replacement. A replicate's size varies with the documents drawn (their prompt counts)."""
+  doc_ids_N = np.asarray(doc_ids_N)
+  members = [np.flatnonzero(doc_ids_N == d) for d in np.unique(doc_ids_N)]
+  rng = np.random.default_rng(seed)
+  draws = []
+  for _ in range(reps):
+    picked = rng.integers(0, len(members), size=len(members))
+    draws.append(np.concatenate([rng.choice(members[d], size=len(members[d])) for d in picked]))
+  return draws
+
+
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
   finite = values[np.isfinite(values)]
   if finite.size == 0:
@@ -49,11 +67,12 @@ def memo(metric: Metric) -> Metric:
   return cached
 
 
-def prefetch(metrics: Sequence[Metric], draws: np.ndarray, workers: int = 2) -> None:
-  """Fills memoized metrics for every draw (and all units) on `workers` threads. Worth it for
-  metrics that spend their time in XLA (feature divergences release the GIL: 2x on 2 cores);
-  results are the same as computing them in order."""
-  units = [np.arange(draws.shape[1])] + list(draws)
+def prefetch(metrics: Sequence[Metric], draws: Sequence[np.ndarray], n: int,
+             workers: int = 2) -> None:
+  """Fills memoized metrics for every draw (and all `n` units) on `workers` threads. Worth it
+  for metrics that spend their time in XLA (feature divergences release the GIL: 2x on 2
+  cores); results are the same as computing them in order."""
+  units = [np.arange(n)] + list(draws)
   with ThreadPoolExecutor(workers) as pool:
     for metric in metrics:
       list(pool.map(metric, units))
@@ -140,12 +159,14 @@ def claims(sft: dict[str, Metric], dft: dict[str, Metric], human: dict[str, Metr
 
 
 def ratio_interval(nll_a: np.ndarray, tok_a: np.ndarray, nll_b: np.ndarray, reps: int,
-                   seed: int) -> dict:
+                   seed: int, doc_ids: np.ndarray | None = None) -> dict:
   """Perplexity ratio b/a − 1 over paired scored pieces (same pieces, same token counts):
-  exp((Σ nll_b − Σ nll_a) / Σ tokens) − 1, point value and 95% bootstrap interval."""
+  exp((Σ nll_b − Σ nll_a) / Σ tokens) − 1, point value and 95% bootstrap interval (clustered
+  by the pieces' documents when `doc_ids` is given)."""
   def ratio(idx):
     return float(np.expm1((nll_b[idx].sum() - nll_a[idx].sum()) / max(tok_a[idx].sum(), 1)))
-  draws = indices(len(nll_a), reps, seed)
+  draws = (indices(len(nll_a), reps, seed) if doc_ids is None
+           else clustered(doc_ids, reps, seed))
   lo, hi = interval(np.asarray([ratio(i) for i in draws]))
   return {"delta": ratio(np.arange(len(nll_a))), "lo": lo, "hi": hi}
 

@@ -65,8 +65,10 @@ class _Standardized:
   def raw(self, texts) -> np.ndarray:
     raise NotImplementedError
 
+  clip = 0.0  # > 0: standardized coordinates winsorized at ±clip (FeatureSpace's clip)
+
   def standardize(self, x_NxF):
-    return (x_NxF - self.mean_F) / self.sd_F
+    return reference.standardize(x_NxF, self.mean_F, self.sd_F, self.clip)
 
   def __call__(self, texts) -> np.ndarray:
     key = tuple(texts)
@@ -76,10 +78,13 @@ class _Standardized:
 
 
 class FeatureSpace(_Standardized):
-  """The featurizer's 28 statistics, standardized by a human reference."""
+  """The featurizer's 28 statistics, standardized by a human reference; clip > 0 winsorizes
+  them at ±clip sd, as loss.feature_clip does in training, so one degenerate text moves the
+  divergences by a bounded amount (the table counts such texts in its Degenerate column)."""
 
-  def __init__(self, human_texts: Sequence[str], tokenizer, window: int = 64):
-    self.tokenizer, self.window = tokenizer, window
+  def __init__(self, human_texts: Sequence[str], tokenizer, window: int = 64,
+               clip: float = 0.0):
+    self.tokenizer, self.window, self.clip = tokenizer, window, clip
     ids = tokenizer.encode_batch(list(human_texts))
     counts = np.bincount(np.concatenate([np.asarray(r, np.int64) for r in ids] + [[]]).astype(
         np.int64), minlength=tokenizer.vocab_size).astype(np.float64)
@@ -161,15 +166,17 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
   A text longer than `seq_len` is scored in consecutive pieces (each piece's first token is
   context, as in training's packed rows). max_pieces: score only that many, taken round-robin
   over the texts (every text's first piece, then second pieces, ...), so long documents do not
-  crowd out the others. per_piece: also each piece's NLL sum and token count
-  ("nll_per_piece", "tokens_per_piece"), the units of a paired bootstrap.
+  crowd out the others. per_piece: also each piece's NLL sum, token count and text index
+  ("nll_per_piece", "tokens_per_piece", "doc_per_piece"), the units of a paired bootstrap
+  clustered by document.
   """
   eos = tokenizer.eos_id
   per_text = [[p for i in range(0, len(ids), seq_len) for p in [ids[i:i + seq_len]]
                if len(p) > 1]
               for ids in (ids + [eos] for ids in tokenizer.encode_batch(list(texts)))]
-  pieces = [t[j] for j in range(max(map(len, per_text), default=0)) for t in per_text
-            if j < len(t)][:max_pieces]
+  placed = [(i, t[j]) for j in range(max(map(len, per_text), default=0))
+            for i, t in enumerate(per_text) if j < len(t)][:max_pieces]
+  pieces = [p for _, p in placed]
   if not pieces:
     raise ValueError("no text has a token to predict")
   rows = -(-len(pieces) // batch_size) * batch_size
@@ -191,7 +198,8 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, seq_len: int = 128,
   out = {"perplexity": math.exp(min(nll_R.sum() / count_R.sum(), 50.0)),
          "ppl_tokens": int(count_R.sum())}
   if per_piece:
-    out.update(nll_per_piece=nll_R, tokens_per_piece=count_R)
+    out.update(nll_per_piece=nll_R, tokens_per_piece=count_R,
+               doc_per_piece=np.asarray([i for i, _ in placed]))
   return out
 
 

@@ -92,6 +92,13 @@ class Settings:
   bootstrap: int             # paired bootstrap replicates
   reported: bool             # the article's figures beside the first decoding's table
   out_dir: str
+  feature_clip: float = 0.0  # > 0: feature statistics winsorized at ±clip sd (FeatureSpace)
+
+
+# The table's feature statistics are winsorized at ±5 human sds: a repetition loop sits tens of
+# sds out and alone decided a run's Feature Sinkhorn (one seed read 1,232 against SFT's 132);
+# the Degenerate column counts those texts instead. 0 reads the unclipped statistics.
+FEATURE_CLIP = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +118,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
               max_new_tokens: int = 48, seed: int = 0, ppl_docs: int = 64,
               ppl_pieces: int | None = 64, decodings=DECODINGS, bootstrap: int = 200,
               reported: bool = True, embedding_run: str | None = None,
+              feature_clip: float = FEATURE_CLIP,
               log: Callable[[str], None] = print) -> dict:
   """Evaluates (workdir, row label or None) pairs at each decoding; writes results.json,
   table.md, table.tex and PNG plots into `out_dir`; returns {decoding label: table}.
@@ -118,6 +126,8 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   Prompts: `num_prompts` non-overlapping cuts of `split` documents; another `num_prompts` cuts
   give the second human half, so the split-half floor compares sets as large as a run's.
   embedding_run: a run whose model embeds every text for `embedding_mmd` (report.EmbeddingSpace).
+  feature_clip: > 0 winsorizes the feature statistics at ±clip human sds (report.FeatureSpace).
+  Intervals resample documents, then prompts within them (intervals.clustered).
   """
   if not runs:
     raise ValueError("no runs to tabulate")
@@ -132,7 +142,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   tuned = ([c for c, label in zip(configs, labels) if label != "base"] or configs)[0]["data"]
   corpus, data_dir = corpus or tuned["corpus"], tuned["data_dir"] or None
   settings = Settings(corpus, split, prompt_len, max_new_tokens, seed, tuple(decodings),
-                      ppl_pieces, bootstrap, reported, out_dir)
+                      ppl_pieces, bootstrap, reported, out_dir, feature_clip)
   held = load_held_out(settings, tok, num_prompts, data_dir, ppl_docs, embedding_run)
   log(f"[table] {len(runs)} runs, {num_prompts} prompts of {corpus} ({split}) x "
       f"{len(decodings)} decodings, {max_new_tokens} new tokens, sampling seed {seed}")
@@ -166,7 +176,7 @@ def load_held_out(settings: Settings, tok: tokenizer_lib.Tokenizer, num_prompts:
   """Prompts, their human continuations (written to samples/human.jsonl) and a second human
   set, perplexity documents, the feature spaces fitted on the human continuations."""
   s = settings
-  prompts_all, human_ids = samples.held_out(
+  prompts_all, human_ids, doc_ids = samples.held_out(
       s.corpus, tok, num_prompts=2 * num_prompts, prompt_len=s.prompt_len,
       continuation_len=s.max_new_tokens, split=s.split, data_dir=data_dir)
   records = samples.records(tok, prompts_all, human_ids)
@@ -175,7 +185,7 @@ def load_held_out(settings: Settings, tok: tokenizer_lib.Tokenizer, num_prompts:
   samples.write_jsonl(os.path.join(s.out_dir, "samples", "human.jsonl"), records[:num_prompts])
   docs = sources.documents(s.corpus, s.split, data_dir)
   ppl_texts = [docs[i] for i in range(min(ppl_docs, len(docs)))]
-  space = report.FeatureSpace(human, tok, s.max_new_tokens)
+  space = report.FeatureSpace(human, tok, s.max_new_tokens, clip=s.feature_clip)
   human_fns = comparison.human_metrics(human, space, space.human_NxF, space(human_b))
   emb_space = None
   if embedding_run:  # a stated model, the same for every row (default: the first run's)
@@ -183,8 +193,8 @@ def load_held_out(settings: Settings, tok: tokenizer_lib.Tokenizer, num_prompts:
     name = os.path.basename(os.path.normpath(embedding_run))
     emb_space = report.EmbeddingSpace(emb_model, tok, human, s.max_new_tokens,
                                       name=f"{name} final layer, mean pooling")
-  return HeldOut(tok, prompts_all[:num_prompts], human, human_b, ppl_texts, space, emb_space,
-                 human_fns)
+  return HeldOut(tok, prompts_all[:num_prompts], doc_ids[:num_prompts], human, human_b, ppl_texts,
+                 space, emb_space, human_fns)
 
 
 class Evaluator:
@@ -263,12 +273,15 @@ def _decoding_table(scored: Sequence[ScoredRun], dlabel: str, human_row: dict, h
   table = tables.aggregate(rows + [human_row])
   comps, no_comparison = comparison.compare_all(scored, dlabel, held, s.bootstrap, s.seed)
   caption = (f"{s.corpus} ({s.split} split), decoding {dlabel}: {len(held.prompts_NxP)} "
-             f"held-out prompts ({s.prompt_len} tokens, non-overlapping cuts), "
+             f"held-out prompts ({s.prompt_len} tokens, non-overlapping cuts of "
+             f"{len(np.unique(held.doc_ids_N))} documents), "
              f"{s.max_new_tokens} new tokens; mean ± sd over seeds. Judge = classifier "
              f"proxy for human preference. PPL on {rows[0]['ppl_tokens']} tokens of "
              f"{len(held.ppl_texts)} {s.split} documents. Human row: its own metrics; "
              f"comparative ones against a second human set of {len(held.human_b)} "
              "continuations (the noise floor)."
+             + (f" Feature statistics clipped at ±{s.feature_clip:g} human sd."
+                if s.feature_clip else "")
              + (f" Embeddings: {held.emb_space.name}." if held.emb_space else ""))
   md = f"### {dlabel}\n\n" + tables.markdown(table, reported=s.reported and first,
                                               caption=caption)
@@ -291,7 +304,8 @@ def write_table(scored: Sequence[ScoredRun], held: HeldOut, settings: Settings,
     md.append(t.markdown)
     tex.append(t.latex)
     for comp in t.comparisons:
-      md.append(comparison.markdown(comp, dlabel, len(held.prompts_NxP), s.bootstrap))
+      md.append(comparison.markdown(comp, dlabel, len(held.prompts_NxP),
+                                    len(np.unique(held.doc_ids_N)), s.bootstrap))
       log(f"[table] {comp['row']} − SFT, {dlabel}: verdict\n" +
           intervals.summarize(comp["claims"]) +
           ("\n" + comparison.ONE_SEED if comp["seeds"] == 1 else ""))

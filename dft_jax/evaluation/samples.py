@@ -24,9 +24,10 @@ from dft_jax.train import checkpoint
 
 def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len: int,
              continuation_len: int, split: str = "validation", max_cuts_per_doc: int = 64,
-             data_dir: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-  """Prompts [N, prompt_len] and their human continuations (token ids, `continuation_len`
-  each) cut from the documents of `split`: cut j of a document starts at token
+             data_dir: str | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+  """Prompts [N, prompt_len], their human continuations (token ids, `continuation_len`
+  each) and the index of the document each was cut from [N] (the clusters of a document-level
+  bootstrap), cut from the documents of `split`: cut j of a document starts at token
   j * (prompt_len + continuation_len), so cuts never overlap, and only full cuts are kept.
   Cuts are taken round-robin over documents (first cuts of every document, then second
   cuts, ...), so a short request spreads over as many documents as it can. Fewer than
@@ -38,14 +39,16 @@ def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len:
   cuts_of = [[ids[j * stride:(j + 1) * stride] for j in range(min(len(ids) // stride,
                                                                    max_cuts_per_doc))]
              for ids in tokenizer.encode_batch(texts)]
-  cuts = [doc[j] for j in range(max(map(len, cuts_of), default=0)) for doc in cuts_of
-          if j < len(doc)][:num_prompts]
+  placed = [(d, doc[j]) for j in range(max(map(len, cuts_of), default=0))
+            for d, doc in enumerate(cuts_of) if j < len(doc)][:num_prompts]
+  cuts = [c for _, c in placed]
   if len(cuts) < num_prompts:
     raise ValueError(f"{corpus} ({split}) gives {len(cuts)} non-overlapping cuts of "
                      f"{prompt_len} + {continuation_len} tokens, fewer than the {num_prompts} "
                      "prompts asked for; ask for fewer prompts or shorter cuts")
   prompts = np.asarray([c[:prompt_len] for c in cuts], np.int32)
-  return prompts, [np.asarray(c[prompt_len:], np.int32) for c in cuts]
+  doc_ids = np.asarray([d for d, _ in placed], np.int32)
+  return prompts, [np.asarray(c[prompt_len:], np.int32) for c in cuts], doc_ids
 
 
 def continue_prompts(model, prompts_NxP: np.ndarray, *, max_new_tokens: int, seed: int,
@@ -124,7 +127,7 @@ def sample_run(workdir: str, *, corpus: str | None = None, num_prompts: int = 64
   corpus, data_dir = corpus or data["corpus"], data_dir or data["data_dir"] or None
   tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer.json"))
   model, _ = checkpoint.load_model(workdir)
-  prompts, human = held_out(corpus, tok, num_prompts=num_prompts, prompt_len=prompt_len,
+  prompts, human, _ = held_out(corpus, tok, num_prompts=num_prompts, prompt_len=prompt_len,
                             continuation_len=max_new_tokens, split=split, data_dir=data_dir)
   texts = continue_prompts(model, prompts, max_new_tokens=max_new_tokens, seed=seed,
                            eos=tok.eos_id, **decoding)

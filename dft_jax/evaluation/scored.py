@@ -15,6 +15,7 @@ class HeldOut:
   human continuations."""
   tok: object                # the runs' shared tokenizer
   prompts_NxP: np.ndarray    # prompt token ids
+  doc_ids_N: np.ndarray      # the document each prompt was cut from (bootstrap clusters)
   human: list[str]           # the prompts' true continuations
   human_b: list[str]         # as many other continuations: the second human set
   ppl_texts: list[str]       # documents scored for perplexity

@@ -15,6 +15,7 @@ COLUMNS = (
     ("distinct_2", "Distinct-2 ↑", r"Dist-2 $\uparrow$"),
     ("self_bleu4", "Self-BLEU-4 ↓", r"S-BLEU $\downarrow$"),
     ("compression_ratio", "Compression ↓", r"gzip $\downarrow$"),
+    ("degenerate", "Degenerate ↓", r"Degen. $\downarrow$"),
     ("zipf", "Zipf", "Zipf"),
     ("sent_len_mean", "Sent. len.", "SL mean"),
     ("sent_len_var", "Sent. len. var.", "SL var"),

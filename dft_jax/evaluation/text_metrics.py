@@ -11,6 +11,8 @@ of n consecutive words inside one text (n-grams never cross texts).
   sentence lengths mean, population variance, W1 to the human lengths
   unigram_l2       || p_sample - p_human ||_2 over the union vocabulary
   compression_ratio bytes / gzip bytes of the texts joined by spaces          Shaib et al. 2024
+  degenerate       share of texts caught in a repetition loop: at least half of a text's own
+                   word 4-grams are repeats of earlier ones (its rep-4 >= 50)
   slop_ratio       mean over the SLOP_TOP most over-represented word 1-3-grams of
                    f_model(g) / f_human(g), add-one smoothed                  Paech et al. 2025
   mauve            MAUVE on given features, if `mauve-text` is installed     Pillutla et al. 2021
@@ -36,7 +38,7 @@ from dft_jax.evaluation.self_bleu import SELF_BLEU_MAX_TEXTS, self_bleu
 
 COMPUTE_KEYS = ("rep_2", "rep_3", "rep_4", "diversity", "distinct_1", "distinct_2",
                 "distinct_3", "self_bleu4", "zipf", "sent_len_mean", "sent_len_var",
-                "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio")
+                "sent_len_w1", "unigram_l2", "compression_ratio", "slop_ratio", "degenerate")
 ZIPF_MAX_RANK = 5000
 SLOP_TOP = 20        # over-represented n-grams averaged by slop_ratio
 SLOP_MIN_COUNT = 3   # an n-gram must occur this often in the model's text to be a candidate
@@ -77,6 +79,15 @@ def rep_n(texts: Sequence[str], n: int) -> float:
   if num_total == 0:
     return 0.0
   return 100.0 * (1.0 - num_unique / num_total)
+
+
+def degenerate_rate(texts: Sequence[str], n: int = 4, threshold: float = 50.0) -> float:
+  """Share of texts in a repetition loop: a text's own rep-n (rep_n of it alone) at least
+  `threshold`, i.e. half its n-grams repeat earlier ones. Such texts sit tens of sds out on the
+  feature statistics; the table counts them here rather than let them decide a divergence.
+  Human prose reaches it only in lists (a genealogy's "became the father of" is ~20%)."""
+  _check_texts(texts)
+  return float(np.mean([rep_n([text], n) >= threshold for text in texts]))
 
 
 def diversity(texts: Sequence[str]) -> float:
@@ -282,4 +293,5 @@ def compute(texts: Sequence[str], human_texts: Sequence[str], *,
   metrics["unigram_l2"] = unigram_l2(texts, human_texts)
   metrics["compression_ratio"] = compression_ratio(texts)
   metrics["slop_ratio"] = slop_ratio(texts, human_texts)
+  metrics["degenerate"] = degenerate_rate(texts)
   return {key: float(metrics[key]) for key in COMPUTE_KEYS}

@@ -83,6 +83,7 @@ def config(**overrides) -> ml_collections.ConfigDict:
       sinkhorn_solver="ott",         # ott (plain sinkdiv) | value_kernel | static_bank |
                                      # static_bank_kernel: the speed-ups of sinkhorn_fast.py
       groups=tuple(features.GROUPS),
+      feature_clip=0.0,              # > 0: standardized statistics clipped to ±feature_clip
       features="stats",              # stats | embedding | both (losses/embedding.py)
       embedding_layer=-1,            # hidden state after this many blocks; -1 = final norm
       embedding_pooling="mean",      # mean | last (token of the window)
@@ -111,6 +112,8 @@ def validate(cfg) -> None:
        "loss.kl_beta needs estimator='score_function' (the KL is estimated on its samples)"),
       (cfg.mode in ("joint", "alternate"),
        f"loss.mode must be 'joint' or 'alternate', got {cfg.mode!r}"),
+      (cfg.feature_clip >= 0, f"loss.feature_clip must be >= 0 (0 = off), got "
+                              f"{cfg.feature_clip}"),
       (cfg.features in embedding.FEATURE_SPACES,
        f"unknown loss.features {cfg.features!r}; available: "
        f"{', '.join(embedding.FEATURE_SPACES)}"),

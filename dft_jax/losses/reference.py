@@ -51,14 +51,21 @@ class ReferenceStats:
              vocab_size: int | None = None) -> features.Tables:
     return features.build_tables(tokenizer, self.unigram_counts_V, vocab_size)
 
-  def standardize(self, raw_MxF):
-    return standardize(raw_MxF, self.mean_F, self.sd_F)
+  def standardize(self, raw_MxF, clip: float = 0.0):
+    return standardize(raw_MxF, self.mean_F, self.sd_F, clip)
 
 
-def standardize(raw_xF, mean_F, sd_F):
+def standardize(raw_xF, mean_F, sd_F, clip: float = 0.0):
   """Raw statistics (any leading axes) in units of the reference's sd, about its mean: the one
-  standardization the bank, the samples and every estimator use."""
-  return (raw_xF - mean_F) / sd_F
+  standardization the bank, the samples and every estimator use.
+
+  clip > 0 winsorizes every coordinate to [-clip, clip] (loss.feature_clip): a degenerate
+  sample (a repetition loop sits tens of sds out on a few statistics) then moves at most
+  sqrt(F) * clip from the bank, so one sample cannot decide the divergence. NumPy and JAX
+  arrays alike (their own `clip` method).
+  """
+  z = (raw_xF - mean_F) / sd_F
+  return z.clip(-clip, clip) if clip > 0 else z
 
 
 # --- windows and the statistics bank ---------------------------------------------------------
@@ -206,12 +213,13 @@ class Reference:
   std_bank_MxF: jax.Array       # standardized statistics bank, unmasked (pathwise estimators)
   bank_MxX: jax.Array           # the bank as points of `space` (X = its width)
   embedder: Embedder | None     # for 'embedding' and 'both'
+  clip: float = 0.0             # loss.feature_clip: standardized statistics within ±clip
 
   def standardize(self, raw_BxF, cols=None):
-    """Raw statistics [B, F], or the columns `cols` of them, standardized."""
+    """Raw statistics [B, F], or the columns `cols` of them, standardized (and clipped)."""
     if cols is None:
-      return standardize(raw_BxF, self.mean_F[None], self.sd_F[None])
-    return standardize(raw_BxF, self.mean_F[None, cols], self.sd_F[None, cols])
+      return standardize(raw_BxF, self.mean_F[None], self.sd_F[None], self.clip)
+    return standardize(raw_BxF, self.mean_F[None, cols], self.sd_F[None, cols], self.clip)
 
   def points(self, std_BxF, z_BxE=None):
     """The samples as points of `space` (space_points)."""
@@ -259,16 +267,17 @@ def build(loss_cfg, model_cfg, context) -> Reference:
   tables = stats.tables(tok, model_cfg.vocab_size)
   mean_F, sd_F = jnp.asarray(stats.mean_F), jnp.asarray(stats.sd_F)
   mask_F = jnp.asarray(features.group_mask(loss_cfg.groups))
-  std_bank_MxF = jnp.asarray(stats.standardize(stats.bank_MxF))
+  clip = float(loss_cfg.feature_clip)
+  std_bank_MxF = jnp.asarray(stats.standardize(stats.bank_MxF, clip))
   embedder, std_MxF, z_MxE = None, std_bank_MxF, None
   if loss_cfg.features != "stats":
     embedder, tokens, valid, z_MxE = _embedding_bank(loss_cfg, model_cfg, context, tok)
     std_MxF = None
     if loss_cfg.features == "both":  # the statistics of the embedded windows, row for row
       raw_MxF = features.featurize_batch(jnp.asarray(tokens), jnp.asarray(valid), tables)
-      std_MxF = standardize(raw_MxF, mean_F[None], sd_F[None])
+      std_MxF = standardize(raw_MxF, mean_F[None], sd_F[None], clip)
   return Reference(loss_cfg.features, tables, mean_F, sd_F, mask_F, std_bank_MxF,
-                   space_points(loss_cfg.features, mask_F, std_MxF, z_MxE), embedder)
+                   space_points(loss_cfg.features, mask_F, std_MxF, z_MxE), embedder, clip)
 
 
 def placeholder(loss_cfg, model_cfg, *, bank_rows: int = 1024, seed: int = 0) -> Reference:
@@ -290,4 +299,5 @@ def placeholder(loss_cfg, model_cfg, *, bank_rows: int = 1024, seed: int = 0) ->
     embedder = Embedder(layer, loss_cfg.embedding_pooling, jnp.zeros(e), jnp.eye(e))
     z_MxE = jnp.asarray(rng.randn(bank_rows, e), jnp.float32)
   return Reference(loss_cfg.features, tables, jnp.zeros(f), jnp.ones(f), mask_F, std_bank_MxF,
-                   space_points(loss_cfg.features, mask_F, std_bank_MxF, z_MxE), embedder)
+                   space_points(loss_cfg.features, mask_F, std_bank_MxF, z_MxE), embedder,
+                   float(loss_cfg.feature_clip))
