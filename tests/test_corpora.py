@@ -198,3 +198,29 @@ def test_prepare_news_end_to_end(tmp_path):
   assert info["documents"] > 250 and "LGPL-2.1" in info["license"]
   test = corpora.load_split("news", "test", str(tmp_path))
   assert len(test) == info["splits"]["test"]["documents"]
+
+
+_OSIS = """<?xml version="1.0" encoding="UTF-8"?>
+<osis xmlns="http://www.bibletechnologies.net/2003/OSIS/namespace"><osisText>
+<div type="book" osisID="Gen"><title type="main">THE FIRST BOOK OF MOSES</title>
+<chapter osisID="Gen.1"><title type="chapter">CHAPTER 1.</title>
+<verse osisID="Gen.1.1" sID="Gen.1.1"/><w lemma="strong:H07225">In the beginning</w> <w>God</w>
+<w>created</w> the heaven.<note type="study">Heb. a note</note><verse eID="Gen.1.1"/>
+<verse sID="Gen.1.2"/><milestone type="x-p" marker="P"/>And <transChange type="added">it
+was</transChange> so.<verse eID="Gen.1.2"/></chapter>
+<chapter osisID="Gen.2"><verse sID="Gen.2.1"/>Thus the heavens were finished.<verse eID="Gen.2.1"/></chapter></div>
+<div type="book" osisID="Ps"><chapter osisID="Ps.1"><verse sID="Ps.1.1"/>A psalm, not narrative.</chapter></div>
+</osisText></osis>"""
+
+
+def test_narrative_reader_keeps_the_narrative_books_words_only(tmp_path, monkeypatch):
+  """One chapter per document, words of every verse (added words kept), without notes and
+  titles; books outside NARRATIVE_BOOKS dropped."""
+  path = tmp_path / "kjv.xml"
+  path.write_text(_OSIS, encoding="utf-8")
+  monkeypatch.setattr(prepare, "_debian_files",
+                      lambda package, paths, cache: ([str(path)], f"Debian {package} 1.0"))
+  docs, bad, source = prepare.read_narrative(str(tmp_path))
+  assert bad == 0 and source.startswith("Debian bibledit-data 1.0: usr/share/bibledit/sources")
+  assert docs == ["In the beginning God created the heaven. And it was so.",
+                  "Thus the heavens were finished."]

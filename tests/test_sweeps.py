@@ -75,6 +75,44 @@ def test_table1_get_config_is_its_dft_run():
   assert built.loss.to_json() == ours.loss.to_json() and built.total_steps == 7
 
 
+def test_table1_rows_take_their_own_lambda_and_clip():
+  runs = sweeps.load("experiments/table1.py:model=tiny,domain=narrative,baselines=True,"
+                     "features=stats:both,clip=5,lam=0.003,lam_both=0.01,lam_ebft=0.03")
+  loss = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs if r["name"] != "base"}
+  assert (loss["dft_s0"].lam, loss["dft_both_s0"].lam, loss["ebft_s0"].lam) == (0.003, 0.01, 0.03)
+  assert loss["dft_s0"].feature_clip == loss["dft_both_s0"].feature_clip == 5.0
+  assert "clip" not in sweeps.load("experiments/table1.py")[2]["config"]  # off: as before
+
+
+def test_tune_table1_grid_and_rule():
+  from experiments import tune_table1
+  runs = sweeps.load("experiments/tune_table1.py:model=tiny,rows=stats:ebft,lams=0.001:0.01,"
+                     "clips=5:0")
+  assert [r["name"] for r in runs] == [
+      "base", "sft_s0", "stats_lam0.001_clip5_s0", "stats_lam0.001_clip0_s0",
+      "stats_lam0.01_clip5_s0", "stats_lam0.01_clip0_s0", "ebft_lam0.001_clip5_s0",
+      "ebft_lam0.01_clip5_s0"]
+  built = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs[2:]}
+  assert built["stats_lam0.01_clip0_s0"].feature_clip == 0.0
+  assert (built["ebft_lam0.01_clip5_s0"].lam, built["ebft_lam0.01_clip5_s0"].features) == \
+      (0.01, "embedding")
+
+  def comp(row, ppl, gap, defined=True):
+    return {"row": row, "deltas": {"perplexity_ratio": {"delta": ppl}},
+            "gap_closed": {"feature_sinkhorn": {"value": gap, "defined": defined}}}
+  results = {"decodings": {"deployed": {"comparisons": [
+      comp("stats (λ=0.001, clip=5)", 0.01, 0.2), comp("stats (λ=0.01, clip=5)", 0.029, 0.6),
+      comp("stats (λ=0.03, clip=5)", 0.05, 0.9),           # closes most, but +5% perplexity
+      comp("ebft (λ=0.001, clip=5)", 0.04, 0.5), comp("DFT (something else)", 0, 1)]}}}
+  chosen = tune_table1.choose(results)
+  assert [(c["row"], c["lam"]) for c in chosen if c["chosen"]] == [("stats", 0.01)]
+  assert [c["qualifies"] for c in chosen] == [True, True, False, False]
+  text = tune_table1.report(chosen)
+  assert "ebft: no λ on the grid keeps perplexity within +3% of SFT" in text
+  with pytest.raises(ValueError, match="unknown row 'nope'"):
+    sweeps.load("experiments/tune_table1.py:rows=nope")
+
+
 @pytest.mark.parametrize("family,count", [("lam", 4), ("epsilon", 2), ("groups", 5),
                                           ("estimator", 2), ("divergence", 2), ("mode", 1),
                                           ("gen_len", 2), ("features", 2), ("all", 20)])
@@ -95,6 +133,7 @@ def test_unknown_ablation_family():
 
 
 SWEEPS = ["experiments/table1.py:model=tiny", "experiments/ablations.py:family=all",
+          "experiments/tune_table1.py:model=tiny,rows=stats:embedding:both:ebft,clips=5:0",
           "experiments/sft.py", "experiments/dft.py", "experiments/baselines.py"]
 
 
