@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.evaluation import comparison, report, reproduce, samples, tables
+from dft_jax.evaluation import comparison, intervals, report, reproduce, samples, tables
 from dft_jax.evaluation.scored import ScoredRun
 from dft_jax.models import Decoder, ModelConfig
 
@@ -154,7 +154,7 @@ def test_reproduce_table_on_two_finished_runs(runs):
     assert ("SFT (reported)" in rows) == (k == 0)  # the article's figures once
     assert "10 held-out prompts" in section and "second human set of 10" in section
     verdicts = [line for line in section.splitlines() if line.startswith("- ")]
-    assert len(verdicts) == 4
+    assert len(verdicts) >= 4  # the article's four claims, then a target line per resolved gap
     assert comparison.ONE_SEED in section  # one seed: its verdicts say they are preliminary
     assert all(any(v in line for v in ("**holds**", "**does not hold**", "**inconclusive**"))
                for line in verdicts)
@@ -180,6 +180,12 @@ def test_reproduce_table_on_two_finished_runs(runs):
                                          abs=1e-9, nan_ok=True), key  # slop: NaN on
       # texts this short (no n-gram reaches its minimum count), in both places
   assert set(comp["gap_closed"]) == {"sent_len_var", "feature_sinkhorn", "diversity"}
+  targets = comp["claims"][4:]  # one per resolved gap: "holds" only if its interval is > 0.5
+  assert [t["claim"] for t in targets] == [
+      f"closes ≥ 50% of the {comparison.GAP_NAMES[k]} gap" for k in comparison.GAP_CLOSED
+      if comp["gap_closed"][k]["defined"]]
+  for t in targets:
+    assert t["verdict"] == intervals.verdict(t["lo"], t["hi"], above=0.5)
   for line in open(os.path.join(out, "samples", "tuned.0.jsonl")):
     assert set(json.loads(line)) == {"prompt", "text"}
   assert reproduce.row_label({"loss": {"name": "dft", "estimator": "score_function"}}) == \
