@@ -134,6 +134,7 @@ def test_unknown_ablation_family():
 
 SWEEPS = ["experiments/table1.py:model=tiny", "experiments/ablations.py:family=all",
           "experiments/tune_table1.py:model=tiny,rows=stats:embedding:both:ebft,clips=5:0",
+          "experiments/table2.py:model=tiny,baselines=True",
           "experiments/sft.py", "experiments/dft.py", "experiments/baselines.py"]
 
 
