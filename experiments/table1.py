@@ -28,7 +28,8 @@ Rows: "base", "SFT", "DFT (score-function)"; features=stats:embedding:both adds 
 baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/baselines.py).
 Every fine-tune starts from `base` and is repeated over seeds 0..seeds-1, seed-major, so a
 sweep cut short already has each row. Arguments: domain, model, seeds, steps (fine-tunes),
-base_steps (model=tiny only), lr, lam, baselines, features.
+base_steps (model=tiny only), lr, lam, clip (loss.feature_clip of the DFT rows; 0 = off),
+baselines, features, and each tuned row's own λ: lam_embedding, lam_both, lam_ebft (< 0: lam).
 
 As a config it is the table's DFT run, for one run by hand:
 
