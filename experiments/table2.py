@@ -7,9 +7,10 @@ chosen on the validation split (experiments/tune_table1.py, its rule fixed in ad
 
 Domains: `narrative` (the King James Bible's narrative books: a register the 135M instruct
 model does not write in, 55 test documents) and `encyclopedia` (round one's domain). Rows:
-base, SFT and DFT (score-function, statistics space) per seed; the other rows of table1
-(baselines=True, features=...) take their λ from CHOSEN once tuned (tune_table1 rows=...).
-Arguments: domain, seeds (3), and any of table1's (they override CHOSEN).
+base, SFT and DFT (score-function, statistics space) per seed, plus the rows whose λ the
+domain's CHOSEN holds: DFT (embedding) and DFT (both) for lam_embedding / lam_both, and the
+baselines (MixCE, TaiLr, DyFT, EBFT-style) for lam_ebft.
+Arguments: domain, seeds (3), and any of table1's (they override CHOSEN and its rows).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def _table1_arg(arg: str | None) -> str:
   if domain not in CHOSEN:
     raise ValueError(f"table2: no values chosen for domain {domain!r}; chosen: "
                      f"{', '.join(CHOSEN)} (tune with experiments/tune_table1.py first)")
-  defaults = {"domain": domain, "seeds": "3",
-              **{k: f"{v:g}" for k, v in CHOSEN[domain].items()}}
+  chosen = CHOSEN[domain]
+  spaces = ["stats"] + [s for s in ("embedding", "both") if f"lam_{s}" in chosen]
+  defaults = {"domain": domain, "seeds": "3", "features": ":".join(spaces),
+              "baselines": str("lam_ebft" in chosen),
+              **{k: f"{v:g}" for k, v in chosen.items()}}
   return sweeps.arg_string(**{**defaults, **given})
 
 

@@ -84,6 +84,24 @@ def test_table1_rows_take_their_own_lambda_and_clip():
   assert "clip" not in sweeps.load("experiments/table1.py")[2]["config"]  # off: as before
 
 
+def test_table2_rows_follow_what_was_chosen(monkeypatch):
+  from experiments import table2
+  monkeypatch.setitem(table2.CHOSEN, "narrative",
+                      dict(lam=0.0001, clip=0.0, lam_both=0.0003, lam_ebft=0.01))
+  runs = table2.get_sweep("model=tiny,seeds=2")
+  names = [r["name"] for r in runs]
+  assert names[:8] == ["base", "sft_s0", "dft_s0", "dft_both_s0", "mixce_s0", "tailr_s0",
+                       "dyft_s0", "ebft_s0"] and len(names) == 15  # no embedding λ: no row
+  loss = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs if r["name"] != "base"}
+  assert (loss["dft_s1"].lam, loss["dft_both_s1"].lam, loss["ebft_s1"].lam) == \
+      (0.0001, 0.0003, 0.01)
+  monkeypatch.setitem(table2.CHOSEN, "narrative", dict(lam=0.0001, clip=0.0))
+  assert [r["name"] for r in table2.get_sweep("model=tiny,seeds=1")] == [
+      "base", "sft_s0", "dft_s0"]
+  with pytest.raises(ValueError, match="no values chosen for domain 'news'"):
+    table2.get_sweep("domain=news")
+
+
 def test_tune_table1_grid_and_rule():
   from experiments import tune_table1
   runs = sweeps.load("experiments/tune_table1.py:model=tiny,rows=stats:ebft,lams=0.001:0.01,"
