@@ -5,8 +5,8 @@ chosen on the validation split (experiments/tune_table1.py, its rule fixed in ad
   python scripts/reproduce_table.py --sweep experiments/table2.py:domain=narrative \
       --root runs/table2_narrative --decodings 0.7:0.9
   # the committed table (experiments/results/table2_narrative_3seeds): all but DFT (embedding)
-  python scripts/reproduce_table.py --sweep experiments/table2.py:domain=narrative,features=stats:both \
-      --root runs/table2_narrative --decodings 0.7:0.9
+  python scripts/reproduce_table.py --root runs/table2_narrative --decodings 0.7:0.9 \
+      --sweep experiments/table2.py:domain=narrative,features=stats:both
 
 Domains: `narrative` (the King James Bible's narrative books: a register the 135M instruct
 model does not write in, 55 test documents) and `encyclopedia` (round one's domain). Rows:
