@@ -250,3 +250,21 @@ def test_bench_quick_part_prints_its_json():
   assert done.returncode == 0, done.stderr[-2000:]
   result = json.loads(done.stdout.strip().splitlines()[-1])
   assert result["decode_vs_hf"] > 0 and result["decode_tokens_per_s"] > 0
+
+
+def test_perplexity_ratio_pairs_each_seed_with_its_own_sft():
+  # SFT seeds differ by 10% in perplexity; each tuned seed is exactly its own seed's SFT, so
+  # the ratio is 0 — against SFT seed 0 alone it would read about +5%
+  tokens = np.full(8, 100.0)
+  def run(row, seed, nll_per_token):
+    ppl = {"nll_per_piece": tokens * nll_per_token, "tokens_per_piece": tokens,
+           "doc_per_piece": np.arange(8) % 4}
+    return ScoredRun(row, f"{row}{seed}", seed, ppl, {})
+  sft = [run("SFT", 0, 3.0), run("SFT", 1, 3.0 + math.log(1.1))]
+  tuned = [run("DFT", 1, 3.0 + math.log(1.1)), run("DFT", 0, 3.0)]
+  ratio = comparison.perplexity_ratio(sft, tuned, reps=20, seed=0)
+  assert ratio == pytest.approx({"delta": 0.0, "lo": 0.0, "hi": 0.0}, abs=1e-9)
+  shifted = comparison.perplexity_ratio(sft, [run("DFT", 1, 3.0 + math.log(1.21))], 20, 0)
+  assert shifted["delta"] == pytest.approx(0.1)
+  no_own = comparison.perplexity_ratio(sft, [run("DFT", 7, 3.0 + math.log(1.1))], 20, 0)
+  assert no_own["delta"] == pytest.approx(0.1)  # no SFT of seed 7: the first SFT run

@@ -79,6 +79,19 @@ def row_metrics(runs: Sequence[ScoredRun], decoding: str, held: HeldOut) -> dict
   return _seed_mean([_unit_metrics(r.decodings[decoding], held) for r in runs])
 
 
+def perplexity_ratio(sft_runs: Sequence[ScoredRun], row_runs: Sequence[ScoredRun], reps: int,
+                     seed: int) -> dict:
+  """{delta, lo, hi} of perplexity(row) / perplexity(SFT) − 1, averaged over the row's seeds,
+  each seed against the SFT run of its own seed (the first SFT run when none has it)."""
+  ratios = []
+  for r in row_runs:
+    base = next((s for s in sft_runs if s.seed == r.seed), sft_runs[0]).perplexity
+    ratios.append(intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
+                                           r.perplexity["nll_per_piece"], reps, seed,
+                                           base.get("doc_per_piece")))
+  return {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
+
+
 def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, held: HeldOut,
             reps: int, seed: int) -> dict:
   """Row `row` − SFT at `decoding` with paired bootstrap intervals, gap closed, and the claims'
@@ -93,13 +106,7 @@ def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, h
   deltas = {k: intervals.paired(sft_fns[k], row_fns[k], draws, n) for k in sft_fns}
   gaps = {k: intervals.gap_closed(sft_fns[k], row_fns[k], human_fns[k], draws, n)
           for k in GAP_CLOSED}
-  base = sft_runs[0].perplexity
-  ratios = [intervals.ratio_interval(base["nll_per_piece"], base["tokens_per_piece"],
-                                     r.perplexity["nll_per_piece"], reps, seed,
-                                     base.get("doc_per_piece"))
-            for r in row_runs]
-  ppl_ratio = {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
-  deltas["perplexity_ratio"] = ppl_ratio
+  deltas["perplexity_ratio"] = ppl_ratio = perplexity_ratio(sft_runs, row_runs, reps, seed)
   verdicts = intervals.claims(sft_fns, row_fns, human_fns, draws, n, ppl_ratio)
   for k in GAP_CLOSED:  # the target: at least half of each resolved gap closed
     g = gaps[k]
