@@ -28,10 +28,10 @@ CHOSEN = {
     # λ grid 0.0001-0.003 x clip {5, 0}: only λ = 0.0001 kept perplexity within +3% (+0.3% /
     # +0.5%); of the two, clip 0 closed more of the feature gap (0.14 vs 0.00). λ = 0.001 closed
     # 0.45-0.47 of it at +5.6-8.7% perplexity, λ = 0.0003 0.31-0.36 at +3.1-3.7%.
-    # DFT (both), λ in {0.0001, 0.0003}: +1.0% / +3.8% perplexity; 0.0001 closed 0.14 of the
+    # DFT (both), λ in {0.0001, 0.0003}: +0.9% / +3.8% perplexity; 0.0001 closed 0.16 of the
     # feature gap. EBFT-style (energy distance, ~100x smaller than Sinkhorn), λ in {0.01, 0.03}:
     # +1.0% / +5.6%; 0.01 closed none (-0.00). λ = 0.1 was stopped once 0.03 had failed.
-    # DFT (embedding), λ in {0.0001, 0.0003}: +0.4% / +1.6%, closing 0.02 / 0.12.
+    # DFT (embedding), λ in {0.0001, 0.0003}: +0.4% / +1.5%, closing 0.02 / 0.12.
     "narrative": dict(lam=0.0001, clip=0.0, lam_embedding=0.0003, lam_both=0.0001,
                       lam_ebft=0.01),
     "encyclopedia": dict(lam=0.001, clip=0.0),  # round one's choice (tuned without a clip)
