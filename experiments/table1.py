@@ -29,7 +29,8 @@ baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/basel
 Every fine-tune starts from `base` and is repeated over seeds 0..seeds-1, seed-major, so a
 sweep cut short already has each row. Arguments: domain, model, seeds, steps (fine-tunes),
 base_steps (model=tiny only), lr, lam, clip (loss.feature_clip of the DFT rows; 0 = off),
-baselines, features, and each tuned row's own λ: lam_embedding, lam_both, lam_ebft (< 0: lam).
+baselines, features, each tuned row's own λ: lam_embedding, lam_both, lam_ebft (< 0: lam), and
+the rivals' own knobs: eta (MixCE), gamma (TaiLr), lr_dyft (DyFT) (< 0: their defaults).
 
 As a config it is the table's DFT run, for one run by hand:
 
@@ -52,7 +53,8 @@ PRETRAINED = dict(steps=30, lr=5e-5, lam=0.001, clip=0.0)
 TINY = dict(steps=100, lr=1e-3, lam=0.002, clip=0.0)  # the from-scratch toy (dft.py's LAM)
 DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
 SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats",  # sweep only
-                  lam_embedding=-1.0, lam_both=-1.0, lam_ebft=-1.0)  # < 0: lam
+                  lam_embedding=-1.0, lam_both=-1.0, lam_ebft=-1.0,  # < 0: lam
+                  eta=-1.0, gamma=-1.0, lr_dyft=-1.0)  # < 0: baselines.py's eta, gamma; lr
 
 
 def _resolved(*, domain, model, steps, lr, lam, clip) -> dict:
@@ -121,9 +123,14 @@ def get_sweep(arg=None):
       rows.append((f"dft_{space}", f"DFT ({space})",
                    f"experiments/dft.py:{_dft_arg(a, own_lam[space])},features={space}"))
   if a.baselines:
-    rows += [("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}"),
-             ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}"),
-             ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{common}"),
+    def own(**knob):  # a rival's tuned knob, when given (>= 0)
+      return "".join(f",{k}={v:g}" for k, v in knob.items() if v >= 0)
+    dyft = common if a.lr_dyft < 0 else sweeps.arg_string(
+        domain=a.domain, model=a.model, steps=a.steps, lr=a.lr_dyft)
+    rows += [("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}{own(eta=a.eta)}"),
+             ("tailr", "TaiLr",
+              f"experiments/baselines.py:loss=tailr,{common}{own(gamma=a.gamma)}"),
+             ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{dyft}"),
              ("ebft", "EBFT-style",
               f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft)}")]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]

@@ -123,10 +123,42 @@ def test_tune_table1_grid_and_rule():
       comp("stats (λ=0.03, clip=5)", 0.05, 0.9),           # closes most, but +5% perplexity
       comp("ebft (λ=0.001, clip=5)", 0.04, 0.5), comp("DFT (something else)", 0, 1)]}}}
   chosen = tune_table1.choose(results)
-  assert [(c["row"], c["lam"]) for c in chosen if c["chosen"]] == [("stats", 0.01)]
+  assert [(c["row"], c["value"]) for c in chosen if c["chosen"] and c["qualifies"]] == [
+      ("stats", 0.01)]
   assert [c["qualifies"] for c in chosen] == [True, True, False, False]
   text = tune_table1.report(chosen)
   assert "ebft: no λ on the grid keeps perplexity within +3% of SFT" in text
+  # no qualifying value: the row still gets one, its lowest-perplexity value, said as such
+  assert [(c["row"], c["value"]) for c in chosen if c["chosen"] and not c["qualifies"]] == [
+      ("ebft", 0.001)]
+
+
+def test_tune_table1_tunes_each_rival_over_its_own_knob():
+  from experiments import tune_table1
+  runs = sweeps.load("experiments/tune_table1.py:model=tiny,rows=mixce:tailr:dyft,etas=0.5:0.9,"
+                     "gammas=0.01,dyft_lrs=1e-05:0.0001")
+  assert [r["row"] for r in runs[2:]] == [
+      "mixce (η=0.5)", "mixce (η=0.9)", "tailr (γ=0.01)", "dyft (lr=1e-05)", "dyft (lr=0.0001)"]
+  built = {r["name"]: sweeps.build_config(r, ROOT) for r in runs[2:]}
+  assert (built["mixce_eta0.9_s0"].loss.eta, built["tailr_gamma0.01_s0"].loss.gamma) == (0.9, 0.01)
+  assert built["dyft_lr1e-05_s0"].optim.lr == 1e-05
+
+  def comp(row, ppl, gap):
+    return {"row": row, "deltas": {"perplexity_ratio": {"delta": ppl}},
+            "gap_closed": {"feature_sinkhorn": {"value": gap, "defined": True}}}
+  results = {"decodings": {"deployed": {"comparisons": [
+      comp("mixce (η=0.5)", 0.2, -0.5), comp("mixce (η=0.9)", 0.02, -0.1),
+      comp("dyft (lr=1e-05)", 0.3, -0.4), comp("dyft (lr=0.0001)", 1.5, -2.0)]}}}
+  chosen = {(c["row"], c["value"]): (c["chosen"], c["qualifies"])
+            for c in tune_table1.choose(results)}
+  assert chosen == {("mixce", 0.5): (False, False), ("mixce", 0.9): (True, True),
+                    ("dyft", 1e-05): (True, False), ("dyft", 0.0001): (False, False)}
+  # the table takes the chosen knobs
+  table = {r["name"]: sweeps.build_config(r, ROOT) for r in sweeps.load(
+      "experiments/table1.py:model=tiny,baselines=True,eta=0.9,gamma=0.001,lr_dyft=1e-05")}
+  assert (table["mixce_s0"].loss.eta, table["tailr_s0"].loss.gamma,
+          table["dyft_s0"].optim.lr, table["mixce_s0"].optim.lr) == (
+              0.9, 0.001, 1e-05, table["sft_s0"].optim.lr)
   with pytest.raises(ValueError, match="unknown row 'nope'"):
     sweeps.load("experiments/tune_table1.py:rows=nope")
 
@@ -152,6 +184,7 @@ def test_unknown_ablation_family():
 
 SWEEPS = ["experiments/table1.py:model=tiny", "experiments/ablations.py:family=all",
           "experiments/tune_table1.py:model=tiny,rows=stats:embedding:both:ebft,clips=5:0",
+          "experiments/tune_table1.py:model=tiny,rows=mixce:tailr:dyft",
           "experiments/table2.py:model=tiny,baselines=True",
           "experiments/sft.py", "experiments/dft.py", "experiments/baselines.py"]
 
