@@ -268,3 +268,39 @@ def test_perplexity_ratio_pairs_each_seed_with_its_own_sft():
   assert shifted["delta"] == pytest.approx(0.1)
   no_own = comparison.perplexity_ratio(sft, [run("DFT", 7, 3.0 + math.log(1.1))], 20, 0)
   assert no_own["delta"] == pytest.approx(0.1)  # no SFT of seed 7: the first SFT run
+
+
+def test_head_to_head_with_ebft_matches_the_hand_computed_cases(monkeypatch):
+  # Two documents of 20 prompts. "DFT (score-function)" is EBFT-style minus 1 on every prompt:
+  # −1 in every replicate, so it beats EBFT-style. "DFT (both)" is 1 below it on document A
+  # and 1 above on B: 0 at the point, and −1 / 0 / +1 as the drawn documents are AA / AB / BB,
+  # so the interval is [−1, +1], inconclusive. MixCE is no DFT row: not compared.
+  import types
+  doc_ids = np.repeat([0, 1], 20)
+  ebft = np.linspace(10, 12, 40)
+  per_prompt = {"EBFT-style": ebft, "DFT (score-function)": ebft - 1,
+                "DFT (both)": ebft + np.where(doc_ids == 0, -1.0, 1.0), "MixCE": ebft + 5}
+  calls = []
+
+  def row_metrics(runs, decoding, held):
+    calls.append(runs[0].row)
+    x = per_prompt[runs[0].row]
+    return {k: (lambda idx, x=x: float(x[idx].mean())) for k in comparison.HEAD_TO_HEAD}
+
+  monkeypatch.setattr(comparison, "row_metrics", row_metrics)
+  run = lambda row, seed: ScoredRun(row, f"{row}{seed}", seed, None, {})  # noqa: E731
+  runs = [run(row, seed) for seed in range(2) for row in per_prompt]
+  held = types.SimpleNamespace(doc_ids_N=doc_ids, human=[""] * 40)
+  h2h = comparison.head_to_head(runs, "T=1", held, 400, 0)
+  assert [h["row"] for h in h2h] == ["DFT (score-function)", "DFT (both)"]
+  assert sorted(calls) == sorted(["EBFT-style", "DFT (score-function)", "DFT (both)"])
+  first, both = (h["deltas"]["feature_sinkhorn"] for h in h2h)
+  assert (first["delta"], first["lo"], first["hi"]) == pytest.approx((-1, -1, -1))
+  assert (both["delta"], both["lo"], both["hi"]) == pytest.approx((0, -1, 1))
+  assert [h["claims"][0]["verdict"] for h in h2h] == ["holds", "inconclusive"]
+  assert h2h[0]["seeds"] == 2
+  md = comparison.head_to_head_markdown(h2h, "T=1", 400)
+  assert "| DFT (score-function) | -1 | [-1, -1] |" in md and "**inconclusive** |" in md
+  assert comparison.head_to_head(runs[:3], "T=1", held, 10, 0) != []
+  no_rival = [r for r in runs if r.row != "EBFT-style"]
+  assert comparison.head_to_head(no_rival, "T=1", held, 10, 0) == []

@@ -1,6 +1,7 @@
 """Row − SFT on the same prompts: every bootstrapped metric as a function of the drawn
 prompt indices (seeds averaged within a replicate), paired bootstrap intervals, the
-gap-closed column and the claims' verdicts (intervals.py), and their Markdown."""
+gap-closed column and the claims' verdicts (intervals.py), and their Markdown; and each DFT
+row head to head with the EBFT-style rival, paired the same way."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ GAP_CLOSED = ("sent_len_var", "feature_sinkhorn", "diversity")
 GAP_NAMES = {"sent_len_var": "sentence-length variance", "feature_sinkhorn": "feature Sinkhorn",
              "diversity": "diversity"}
 HALF_GAP = 0.5  # the table's target: a row closes at least half of each SFT -> human gap
+RIVAL = "EBFT-style"  # the feature-matching rival each DFT row is measured against directly
+HEAD_TO_HEAD = ("feature_sinkhorn", "diversity")
 
 
 def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
@@ -92,14 +95,25 @@ def perplexity_ratio(sft_runs: Sequence[ScoredRun], row_runs: Sequence[ScoredRun
   return {k: float(np.mean([x[k] for x in ratios])) for k in ("delta", "lo", "hi")}
 
 
+def _fns_of(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, fns: dict):
+  """row -> its row_metrics, memoized in `fns` (one set of memos per row and decoding)."""
+  def fns_of(row):
+    if row not in fns:
+      fns[row] = row_metrics([r for r in runs if r.row == row], decoding, held)
+    return fns[row]
+  return fns_of
+
+
 def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, held: HeldOut,
-            reps: int, seed: int) -> dict:
+            reps: int, seed: int, row_fns: dict | None = None) -> dict:
   """Row `row` − SFT at `decoding` with paired bootstrap intervals, gap closed, and the claims'
-  verdicts; sft_fns: SFT's row_metrics (one memo for every compared row)."""
+  verdicts; sft_fns: SFT's row_metrics (one memo for every compared row), row_fns the row's
+  (computed here when None)."""
   sft_runs = [r for r in runs if r.row == "SFT"]
   row_runs = [r for r in runs if r.row == row]
   n = len(held.human)
-  row_fns, human_fns = row_metrics(row_runs, decoding, held), held.human_fns
+  row_fns = row_fns or row_metrics(row_runs, decoding, held)
+  human_fns = held.human_fns
   draws = intervals.clustered(held.doc_ids_N, reps, seed)
   intervals.prefetch([sft_fns["feature_sinkhorn"], row_fns["feature_sinkhorn"],
                       human_fns["feature_sinkhorn"]], draws, n)
@@ -120,9 +134,10 @@ def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, h
 
 
 def compare_all(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, reps: int,
-                seed: int) -> tuple[list[dict], str | None]:
+                seed: int, fns: dict | None = None) -> tuple[list[dict], str | None]:
   """(`compare` of every fine-tuned row but SFT and base, in table order; None) or, when there
-  is nothing to compare (no SFT row, or no other row), ([], the one-line reason)."""
+  is nothing to compare (no SFT row, or no other row), ([], the one-line reason). `fns`: a
+  dict that keeps each row's metric memos for head_to_head."""
   rows = list(dict.fromkeys(r.row for r in runs))
   if "SFT" not in rows:
     return [], ("no comparison: none of the runs is an SFT row (a run fine-tuned with loss ce "
@@ -130,8 +145,46 @@ def compare_all(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, reps: i
   compared = [row for row in rows if row not in ("SFT", "base")]
   if not compared:
     return [], "no comparison: no row besides SFT and base to compare with SFT"
-  sft_fns = row_metrics([r for r in runs if r.row == "SFT"], decoding, held)
-  return [compare(runs, decoding, row, sft_fns, held, reps, seed) for row in compared], None
+  fns_of = _fns_of(runs, decoding, held, {} if fns is None else fns)
+  return [compare(runs, decoding, row, fns_of("SFT"), held, reps, seed, fns_of(row))
+          for row in compared], None
+
+
+def head_to_head(runs: Sequence[ScoredRun], decoding: str, held: HeldOut, reps: int, seed: int,
+                 fns: dict | None = None) -> list[dict]:
+  """Each DFT row − the EBFT-style row at `decoding` (HEAD_TO_HEAD metrics, the same clustered
+  draws as `compare`, seeds averaged within a replicate), with the verdict of "beats
+  EBFT-style on the feature Sinkhorn" (its interval below 0); [] without an EBFT-style row."""
+  rows = list(dict.fromkeys(r.row for r in runs))
+  if RIVAL not in rows:
+    return []
+  fns_of = _fns_of(runs, decoding, held, {} if fns is None else fns)
+  draws, n = intervals.clustered(held.doc_ids_N, reps, seed), len(held.human)
+  out = []
+  for row in (r for r in rows if r.startswith("DFT")):
+    deltas = {k: intervals.paired(fns_of(RIVAL)[k], fns_of(row)[k], draws, n)
+              for k in HEAD_TO_HEAD}
+    d = deltas["feature_sinkhorn"]
+    claim = {"claim": f"beats {RIVAL} on the feature Sinkhorn",
+             "statistic": f"{row} − {RIVAL}", **d,
+             "verdict": intervals.verdict(-d["hi"], -d["lo"])}  # lower is better
+    out.append({"row": row, "rival": RIVAL, "seeds": sum(r.row == row for r in runs),
+                "deltas": deltas, "claims": [claim]})
+  return out
+
+
+def head_to_head_markdown(h2h: Sequence[dict], decoding_label: str, reps: int) -> str:
+  names = dict((c[0], c[1]) for c in tables.COLUMNS)
+  lines = [f"**DFT rows − {RIVAL}, {decoding_label}**: the same paired, document-clustered "
+           f"bootstrap ({reps} replicates, 95% intervals).", "",
+           "| row | " + " | ".join(f"{names[k]}: row − {RIVAL} | 95% CI" for k in HEAD_TO_HEAD)
+           + f" | beats {RIVAL} on the feature Sinkhorn |",
+           "|---|" + "---|---|" * len(HEAD_TO_HEAD) + "---|"]
+  for h in h2h:
+    cells = " | ".join(f"{h['deltas'][k]['delta']:+.4g} | [{h['deltas'][k]['lo']:+.4g}, "
+                       f"{h['deltas'][k]['hi']:+.4g}]" for k in HEAD_TO_HEAD)
+    lines.append(f"| {h['row']} | {cells} | **{h['claims'][0]['verdict']}** |")
+  return "\n".join(lines + [""])
 
 
 def markdown(comp: dict, decoding_label: str, prompts: int, documents: int, reps: int) -> str:

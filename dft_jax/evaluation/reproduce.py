@@ -104,13 +104,14 @@ FEATURE_CLIP = 5.0
 @dataclasses.dataclass(frozen=True)
 class DecodingTable:
   """One decoding's table: aggregated rows, the runs' rows, the comparisons with SFT (or why
-  there are none), and its Markdown and LaTeX."""
+  there are none), its Markdown and LaTeX, and the DFT rows head to head with EBFT-style."""
   table: dict
   rows: list[dict]
   comparisons: list[dict]
   no_comparison: str | None
   markdown: str
   latex: str
+  head_to_head: list[dict]
 
 
 def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: str | None = None,
@@ -271,7 +272,9 @@ def _decoding_table(scored: Sequence[ScoredRun], dlabel: str, human_row: dict, h
                             seed=s.seed, folds=min(5, len(held.human)))
       r["win_rate"], r["judge_vs_sft"] = duel["win_rate"], {"against": other["run"], **duel}
   table = tables.aggregate(rows + [human_row])
-  comps, no_comparison = comparison.compare_all(scored, dlabel, held, s.bootstrap, s.seed)
+  fns = {}  # each row's metric memos, shared by the comparisons with SFT and head to head
+  comps, no_comparison = comparison.compare_all(scored, dlabel, held, s.bootstrap, s.seed, fns)
+  h2h = comparison.head_to_head(scored, dlabel, held, s.bootstrap, s.seed, fns)
   caption = (f"{s.corpus} ({s.split} split), decoding {dlabel}: {len(held.prompts_NxP)} "
              f"held-out prompts ({s.prompt_len} tokens, non-overlapping cuts of "
              f"{len(np.unique(held.doc_ids_N))} documents), "
@@ -286,7 +289,7 @@ def _decoding_table(scored: Sequence[ScoredRun], dlabel: str, human_row: dict, h
   md = f"### {dlabel}\n\n" + tables.markdown(table, reported=s.reported and first,
                                               caption=caption)
   return DecodingTable(table, rows, comps, no_comparison, md,
-                       tables.latex(table, reported=False, caption=caption))
+                       tables.latex(table, reported=False, caption=caption), h2h)
 
 
 def write_table(scored: Sequence[ScoredRun], held: HeldOut, settings: Settings,
@@ -309,7 +312,12 @@ def write_table(scored: Sequence[ScoredRun], held: HeldOut, settings: Settings,
       log(f"[table] {comp['row']} − SFT, {dlabel}: verdict\n" +
           intervals.summarize(comp["claims"]) +
           ("\n" + comparison.ONE_SEED if comp["seeds"] == 1 else ""))
-    results["decodings"][dlabel] = {"runs": t.rows, "comparisons": t.comparisons}
+    if t.head_to_head:
+      md.append(comparison.head_to_head_markdown(t.head_to_head, dlabel, s.bootstrap))
+      log(f"[table] DFT rows vs {comparison.RIVAL}, {dlabel}:\n" + "\n".join(
+          f"{h['row']}: " + intervals.summarize(h["claims"])[2:] for h in t.head_to_head))
+    results["decodings"][dlabel] = {"runs": t.rows, "comparisons": t.comparisons,
+                                    "head_to_head": t.head_to_head}
   if no_comparison:  # the same rows at every decoding: said once
     log(f"[table] {no_comparison}")
   results["human"] = human_row
