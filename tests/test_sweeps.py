@@ -87,14 +87,20 @@ def test_table1_rows_take_their_own_lambda_and_clip():
 def test_table2_rows_follow_what_was_chosen(monkeypatch):
   from experiments import table2
   monkeypatch.setitem(table2.CHOSEN, "narrative",
-                      dict(lam=0.0001, clip=0.0, lam_both=0.0003, lam_ebft=0.01))
+                      dict(lam=0.0001, clip=0.0, lam_both=0.0003, lam_ebft=0.01, eta=0.9,
+                           lr_dyft=5e-6))
   runs = table2.get_sweep("model=tiny,seeds=2")
   names = [r["name"] for r in runs]
   assert names[:8] == ["base", "sft_s0", "dft_s0", "dft_both_s0", "mixce_s0", "tailr_s0",
                        "dyft_s0", "ebft_s0"] and len(names) == 15  # no embedding λ: no row
-  loss = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs if r["name"] != "base"}
+  built = {r["name"]: sweeps.build_config(r, ROOT) for r in runs if r["name"] != "base"}
+  loss = {name: c.loss for name, c in built.items()}
   assert (loss["dft_s1"].lam, loss["dft_both_s1"].lam, loss["ebft_s1"].lam) == \
       (0.0001, 0.0003, 0.01)
+  # the rivals' own knobs: MixCE's η and DyFT's lr as chosen; TaiLr's γ not chosen: default
+  assert (loss["mixce_s1"].eta, built["dyft_s1"].optim.lr, loss["tailr_s1"].gamma) == (
+      0.9, 5e-6, 0.1)
+  assert built["tailr_s1"].optim.lr == built["sft_s1"].optim.lr != 5e-6
   monkeypatch.setitem(table2.CHOSEN, "narrative", dict(lam=0.0001, clip=0.0))
   assert [r["name"] for r in table2.get_sweep("model=tiny,seeds=1")] == [
       "base", "sft_s0", "dft_s0"]
