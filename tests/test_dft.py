@@ -216,3 +216,20 @@ def test_reference_bank_keeps_document_endings():
   docs = ["Short one.", "Another short text here."] * 4
   stats = reference_lib.compute_stats(docs, tok, window=64, min_tokens=2)  # no doc has 64 tokens
   assert len(stats.bank_MxF) == len(docs) and np.isfinite(stats.bank_MxF).all()
+
+
+def test_dist_batch_is_the_number_of_samples_whatever_the_batch_size():
+  """dist_batch prompts from a smaller batch: each row's first P tokens, then its next P
+  (a prompt keeps only its last document); it used to be capped at the batch's rows."""
+  from dft_jax.losses import dft
+  tokens = jnp.arange(2 * 8).reshape(2, 8)
+  segments = jnp.asarray([[1, 1, 1, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 1, 0, 0]])
+  batch = {"tokens": tokens, "segment_ids": segments}
+  prompts, mask = dft.last_document_prompts(batch, 5, 2)
+  np.testing.assert_array_equal(prompts, [[0, 1], [8, 9], [2, 3], [10, 11], [4, 5]])
+  np.testing.assert_array_equal(mask, [[1, 1], [1, 1], [0, 1], [1, 1], [1, 1]])
+  first, _ = dft.last_document_prompts(batch, 2, 2)  # within the batch: as before
+  np.testing.assert_array_equal(first, tokens[:, :2])
+  with pytest.raises(ValueError, match=r"loss.dist_batch=9 needs 5 prompts of "
+                     r"loss.prompt_len=2 tokens from each of the batch's 2 rows of 8 tokens"):
+    dft.last_document_prompts(batch, 9, 2)

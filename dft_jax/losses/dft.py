@@ -71,7 +71,7 @@ def config(**overrides) -> ml_collections.ConfigDict:
       every=4,
       ce_weight=1.0,
       kl_beta=0.0,                   # > 0: KL anchor to the starting model (score_function)
-      dist_batch=16,                 # prompts per step (rows of the human batch)
+      dist_batch=16,                 # samples per step (prompts cut from the batch)
       prompt_len=16,
       gen_len=64,                    # continuation length = the reference window length
       temperature=1.0,               # the decoding DFT samples with (and is evaluated at)
@@ -184,11 +184,20 @@ def deployed_logp(model, rows, sample_BxC, valid_BxC, *, cfg):
 
 
 def last_document_prompts(batch, rows: int, prompt_len: int):
-  """(prompts [B, P], mask [B, P]): the first tokens of `rows` rows, only the prompt's last
-  document kept (earlier tokens become left padding)."""
-  seg_BxP = batch["segment_ids"][:rows, :prompt_len]
+  """(prompts [rows, P], mask [rows, P]): `rows` prompts of P tokens, only each prompt's last
+  document kept (earlier tokens become left padding). They are the batch rows' first P
+  tokens, then (when `rows` exceeds the batch) their next P tokens, and so on: dist_batch is
+  the number of samples per step whatever the batch size (it was capped at the batch size)."""
+  tokens_BxT, seg_BxT = batch["tokens"], batch["segment_ids"]
+  (b, t), cuts = tokens_BxT.shape, -(-rows // tokens_BxT.shape[0])
+  if cuts * prompt_len > t:
+    raise ValueError(f"loss.dist_batch={rows} needs {cuts} prompts of loss.prompt_len="
+                     f"{prompt_len} tokens from each of the batch's {b} rows of {t} tokens")
+  cut = lambda x: jnp.concatenate(  # noqa: E731
+      [x[:, k * prompt_len:(k + 1) * prompt_len] for k in range(cuts)], axis=0)[:rows]
+  seg_BxP = cut(seg_BxT)
   mask_BxP = (seg_BxP == seg_BxP[:, -1:]) & (seg_BxP != 0)
-  return batch["tokens"][:rows, :prompt_len], mask_BxP
+  return cut(tokens_BxT), mask_BxP
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, as a function is
