@@ -131,7 +131,8 @@ def report(candidates: list[dict]) -> str:
            "|---|---|---|---|---|---|---|"]
   for c in candidates:
     gap = "gap not resolved" if c["gap_closed"] is None else f"{c['gap_closed']:.2f}"
-    lines.append(f"| {c['row']} | {c['knob']}={c['value']:g} | {c['clip']:g} | "
+    clip = f"{c['clip']:g}" if c["knob"] == "λ" else "–"  # the DFT rows' clip only
+    lines.append(f"| {c['row']} | {c['knob']}={c['value']:g} | {clip} | "
                  f"{c['ppl_ratio']:+.4f} | {gap} | {'yes' if c['qualifies'] else 'no'} | "
                  f"{'**yes**' if c['chosen'] else ''} |")
   for row in dict.fromkeys(c["row"] for c in candidates):
