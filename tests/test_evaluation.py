@@ -301,6 +301,9 @@ def test_head_to_head_with_ebft_matches_the_hand_computed_cases(monkeypatch):
   assert h2h[0]["seeds"] == 2
   md = comparison.head_to_head_markdown(h2h, "T=1", 400)
   assert "| DFT (score-function) | -1 | [-1, -1] |" in md and "**inconclusive** |" in md
+  assert comparison.ONE_SEED not in md  # two seeds per row
+  assert comparison.ONE_SEED in comparison.head_to_head_markdown(
+      comparison.head_to_head(runs[:4], "T=1", held, 10, 0), "T=1", 10)
   assert comparison.head_to_head(runs[:3], "T=1", held, 10, 0) != []
   no_rival = [r for r in runs if r.row != "EBFT-style"]
   assert comparison.head_to_head(no_rival, "T=1", held, 10, 0) == []

@@ -184,6 +184,8 @@ def head_to_head_markdown(h2h: Sequence[dict], decoding_label: str, reps: int) -
     cells = " | ".join(f"{h['deltas'][k]['delta']:+.4g} | [{h['deltas'][k]['lo']:+.4g}, "
                        f"{h['deltas'][k]['hi']:+.4g}]" for k in HEAD_TO_HEAD)
     lines.append(f"| {h['row']} | {cells} | **{h['claims'][0]['verdict']}** |")
+  if any(h["seeds"] == 1 for h in h2h):
+    lines += ["", ONE_SEED]
   return "\n".join(lines + [""])
 
 
