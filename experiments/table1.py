@@ -29,6 +29,7 @@ baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/basel
 Every fine-tune starts from `base` and is repeated over seeds 0..seeds-1, seed-major, so a
 sweep cut short already has each row. Arguments: domain, model, seeds, steps (fine-tunes),
 base_steps (model=tiny only), lr, lam, clip (loss.feature_clip of the DFT rows; 0 = off),
+samples (the DFT and EBFT-style rows' samples per step, loss.dist_batch; 0 = 8, the deployed),
 baselines, features, each tuned row's own λ: lam_embedding, lam_both, lam_ebft (< 0: lam), and
 the rivals' own knobs: eta (MixCE), gamma (TaiLr), lr_dyft (DyFT) (< 0: their defaults).
 
@@ -57,7 +58,7 @@ SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats",  #
                   eta=-1.0, gamma=-1.0, lr_dyft=-1.0)  # < 0: baselines.py's eta, gamma; lr
 
 
-def _resolved(*, domain, model, steps, lr, lam, clip) -> dict:
+def _resolved(*, domain, model, steps, lr, lam, clip, samples=0) -> dict:
   """The run's arguments as its runs get them: paths absolute (runs train from the repo root),
   None replaced by the model's default (PRETRAINED or TINY)."""
   if pretrained.is_model_path(model):
@@ -66,7 +67,7 @@ def _resolved(*, domain, model, steps, lr, lam, clip) -> dict:
     domain = os.path.abspath(domain)
   defaults = PRETRAINED if pretrained.is_pretrained(model) else TINY
   chosen = dict(steps=steps, lr=lr, lam=lam, clip=clip)
-  return dict(domain=domain, model=model,
+  return dict(domain=domain, model=model, samples=samples,
               **{key: defaults[key] if value is None else value for key, value in chosen.items()})
 
 
@@ -74,14 +75,16 @@ def _arg(arg):
   """The sweep's parsed arguments, with the runs' own resolved (_resolved)."""
   a = base.parse_arg(arg, config, **SWEEP_ARGS)
   a.update(_resolved(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam,
-                     clip=a.clip))
+                     clip=a.clip, samples=a.samples))
   return a
 
 
 def _dft_kwargs(a) -> dict:
   """experiments/dft.py's arguments for the table's DFT run from resolved ones: the deployed
   decoding for a pretrained model."""
-  decoding = DEPLOYED if pretrained.is_pretrained(a["model"]) else {}
+  decoding = dict(DEPLOYED) if pretrained.is_pretrained(a["model"]) else {}
+  if a.get("samples"):  # samples per step (loss.dist_batch); 0: the deployed (or dft.py's)
+    decoding["dist_batch"] = a["samples"]
   clip = {"clip": a["clip"]} if a["clip"] else {}  # 0 (off) is the run strings of old tables
   return dict(domain=a["domain"], model=a["model"], steps=a["steps"], lr=a["lr"],
               lam=a["lam"], estimator="score_function", **decoding, **clip)
@@ -98,18 +101,19 @@ def _dft_arg(a, lam: float = -1.0) -> str:
 
 def config(*, domain="encyclopedia", model="smollm2-135m", steps: int | None = None,
            lr: float | None = None, lam: float | None = None,
-           clip: float | None = None) -> ml_collections.ConfigDict:
+           clip: float | None = None, samples: int = 0) -> ml_collections.ConfigDict:
   """The table's DFT run: experiments/dft.py at the table's setting; None is the model's
-  default."""
+  default, samples=0 the deployed samples per step (DEPLOYED's dist_batch)."""
   return dft.config(**_dft_kwargs(_resolved(domain=domain, model=model, steps=steps, lr=lr,
-                                            lam=lam, clip=clip)))
+                                            lam=lam, clip=clip, samples=samples)))
 
 
 def get_config(arg=None):
   """config(); the sweep's own arguments (SWEEP_ARGS) are accepted and ignored, so that one
   argument string serves the sweep and its DFT run."""
   a = base.parse_arg(arg, config, **SWEEP_ARGS)
-  return config(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam, clip=a.clip)
+  return config(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr, lam=a.lam, clip=a.clip,
+                samples=a.samples)
 
 
 def get_sweep(arg=None):

@@ -7,17 +7,19 @@
 The rule, fixed before any run: for each tuned row (DFT in each feature space, EBFT-style), of
 its λ on the grid whose perplexity is within +3% of SFT's (the point ratio), the λ that closes
 most of the SFT -> human feature-divergence gap (the gap-closed point value). The clip of the
-standardized statistics (loss.feature_clip) is chosen by the same rule among the DFT (stats)
-runs. The token-level rivals have no λ; each is tuned by the same rule over its own knob: MixCE's
+standardized statistics (loss.feature_clip) and the samples per step (loss.dist_batch, the
+second knob) are chosen by the same rule among the DFT (stats) runs. The token-level rivals have no λ; each is tuned by the same rule over its own knob: MixCE's
 forward-CE weight η, TaiLr's threshold γ, DyFT's learning rate. A row none of whose values
 qualifies is said as such and takes its value of lowest perplexity (the nearest to qualifying).
 The table itself is then read on the test split with the chosen values (experiments/table1.py's
-arguments lam, lam_embedding, lam_both, lam_ebft, clip, eta, gamma, lr_dyft).
+arguments lam, lam_embedding, lam_both, lam_ebft, clip, samples, eta, gamma, lr_dyft).
 
 Arguments: as table1 (domain, model, steps, lr), plus
   rows      ":"-separated of stats, embedding, both, ebft, mixce, tailr, dyft (default "stats")
   lams      ":"-separated grid of λ                                (default "0.001:0.003")
   clips     ":"-separated clips for the stats row (0 = off; the others use the first) (default "5")
+  samples   ":"-separated samples per step (loss.dist_batch) for the stats row, the second knob
+            (0 = the deployed 8; the others use the first)              (default "0")
   etas      MixCE's grid of η (1 is plain CE)                      (default "0.5:0.9")
   gammas    TaiLr's grid of γ (0 is plain CE)                      (default "0.001:0.01")
   dyft_lrs  DyFT's grid of learning rates                          (default "5e-06:1.5e-05")
@@ -25,6 +27,7 @@ Arguments: as table1 (domain, model, steps, lr), plus
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -38,13 +41,13 @@ KNOBS = {"mixce": ("eta", "η", "etas"), "tailr": ("gamma", "γ", "gammas"),
          "dyft": ("lr", "lr", "dyft_lrs")}
 PPL_TOLERANCE = 0.03
 _LABEL = re.compile(r"^(?P<row>\w+) \((?P<knob>λ|η|γ|lr)=(?P<value>[^,)]+)"
-                    r"(, clip=(?P<clip>[^)]+))?\)$")
+                    r"(, clip=(?P<clip>[^,)]+))?(, samples=(?P<samples>[^)]+))?\)$")
 
 
 def _split_own(arg: str | None) -> tuple[dict, str]:
   """(this file's own arguments, the rest for table1)."""
-  own = dict(rows="stats", lams="0.001:0.003", clips="5", etas="0.5:0.9", gammas="0.001:0.01",
-             dyft_lrs="5e-06:1.5e-05")
+  own = dict(rows="stats", lams="0.001:0.003", clips="5", samples="0", etas="0.5:0.9",
+             gammas="0.001:0.01", dyft_lrs="5e-06:1.5e-05")
   kept = []
   for item in filter(None, (arg or "").split(",")):
     key = item.partition("=")[0]
@@ -58,8 +61,9 @@ def _split_own(arg: str | None) -> tuple[dict, str]:
   return own, ",".join(kept)
 
 
-def label(row: str, lam: float, clip: float) -> str:
-  return f"{row} (λ={lam:g}, clip={clip:g})"
+def label(row: str, lam: float, clip: float, samples: int = 0) -> str:
+  """The tuning table's row; samples (per step) only when not the deployed (0)."""
+  return f"{row} (λ={lam:g}, clip={clip:g}" + (f", samples={samples})" if samples else ")")
 
 
 def _rival_runs(row: str, grid: str, a) -> list[dict]:
@@ -80,20 +84,24 @@ def get_sweep(arg=None):
   a = table1._arg(rest)
   runs = [r for r in table1.get_sweep(rest) if r["name"] in ("base", "sft_s0")]
   clips = [float(c) for c in own["clips"].split(":")]
+  counts = [int(n) for n in own["samples"].split(":")]
   for row in own["rows"].split(":"):
     if row in KNOBS:
       runs += _rival_runs(row, own[KNOBS[row][2]], a)
       continue
-    for lam in (float(x) for x in own["lams"].split(":")):
-      for clip in (clips if row == "stats" else clips[:1]):
-        a.lam, a.clip = lam, clip
-        if row == "ebft":
-          config = f"experiments/baselines.py:loss=ebft,{table1._dft_arg(a)}"
-        else:
-          config = f"experiments/dft.py:{table1._dft_arg(a)}" + (
-              f",features={row}" if row != "stats" else "")
-        runs.append(sweeps.run(f"{row}_lam{lam:g}_clip{clip:g}_s0", config,
-                               row=label(row, lam, clip), seed=0, init_from="{base}"))
+    grid = itertools.product((float(x) for x in own["lams"].split(":")),
+                             clips if row == "stats" else clips[:1],
+                             counts if row == "stats" else counts[:1])
+    for lam, clip, samples in grid:
+      a.lam, a.clip, a.samples = lam, clip, samples
+      if row == "ebft":
+        config = f"experiments/baselines.py:loss=ebft,{table1._dft_arg(a)}"
+      else:
+        config = f"experiments/dft.py:{table1._dft_arg(a)}" + (
+            f",features={row}" if row != "stats" else "")
+      name = f"{row}_lam{lam:g}_clip{clip:g}" + (f"_n{samples}" if samples else "")
+      runs.append(sweeps.run(f"{name}_s0", config, row=label(row, lam, clip, samples), seed=0,
+                             init_from="{base}"))
   return runs
 
 
@@ -103,7 +111,7 @@ def get_config(arg=None):
 
 def choose(results: dict) -> list[dict]:
   """The rule applied to a tuning table's results.json (its first decoding): per tuned row,
-  every candidate {row, knob, value, clip, ppl_ratio, gap_closed, qualifies, chosen}; a row
+  every candidate {row, knob, value, clip, samples, ppl_ratio, gap_closed, qualifies, chosen}; a row
   with no qualifying value has its lowest-perplexity one chosen, with qualifies False."""
   decoding = next(iter(results["decodings"].values()))
   out = []
@@ -114,7 +122,7 @@ def choose(results: dict) -> list[dict]:
     ppl = comp["deltas"]["perplexity_ratio"]["delta"]
     gap = comp["gap_closed"]["feature_sinkhorn"]
     out.append({"row": m["row"], "knob": m["knob"], "value": float(m["value"]),
-                "clip": float(m["clip"] or 0),
+                "clip": float(m["clip"] or 0), "samples": int(m["samples"] or 0),
                 "ppl_ratio": ppl, "gap_closed": gap["value"] if gap["defined"] else None,
                 "qualifies": ppl <= PPL_TOLERANCE, "chosen": False})
   for row in ROWS:
@@ -127,12 +135,13 @@ def choose(results: dict) -> list[dict]:
 
 
 def report(candidates: list[dict]) -> str:
-  lines = ["| row | value | clip | PPL/SFT − 1 | feature gap closed | within +3% | chosen |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| row | value | clip | samples/step | PPL/SFT − 1 | feature gap closed | within +3% "
+           "| chosen |", "|---|---|---|---|---|---|---|---|"]
   for c in candidates:
     gap = "gap not resolved" if c["gap_closed"] is None else f"{c['gap_closed']:.2f}"
     clip = f"{c['clip']:g}" if c["knob"] == "λ" else "–"  # the DFT rows' clip only
-    lines.append(f"| {c['row']} | {c['knob']}={c['value']:g} | {clip} | "
+    samples = (c["samples"] or table1.DEPLOYED["dist_batch"]) if c["knob"] == "λ" else "–"
+    lines.append(f"| {c['row']} | {c['knob']}={c['value']:g} | {clip} | {samples} | "
                  f"{c['ppl_ratio']:+.4f} | {gap} | {'yes' if c['qualifies'] else 'no'} | "
                  f"{'**yes**' if c['chosen'] else ''} |")
   for row in dict.fromkeys(c["row"] for c in candidates):

@@ -139,6 +139,29 @@ def test_tune_table1_grid_and_rule():
       ("ebft", 0.001)]
 
 
+def test_tune_table1_second_knob_samples_per_step():
+  from experiments import tune_table1
+  runs = sweeps.load("experiments/tune_table1.py:model=tiny,rows=stats:ebft,lams=0.001,"
+                     "clips=0,samples=0:32")
+  assert [r["name"] for r in runs] == [
+      "base", "sft_s0", "stats_lam0.001_clip0_s0", "stats_lam0.001_clip0_n32_s0",
+      "ebft_lam0.001_clip0_s0"]  # the grid's other rows take its first value
+  built = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs[2:]}
+  assert built["stats_lam0.001_clip0_n32_s0"].dist_batch == 32
+  assert built["stats_lam0.001_clip0_s0"].dist_batch == built["ebft_lam0.001_clip0_s0"].dist_batch
+  assert built["stats_lam0.001_clip0_s0"].dist_batch != 32
+  comps = [{"row": r["row"], "deltas": {"perplexity_ratio": {"delta": ppl}},
+            "gap_closed": {"feature_sinkhorn": {"value": gap, "defined": True}}}
+           for r, ppl, gap in zip(runs[2:4], (0.01, 0.02), (0.1, 0.3))]
+  chosen = tune_table1.choose({"decodings": {"deployed": {"comparisons": comps}}})
+  assert [(c["samples"], c["chosen"]) for c in chosen] == [(0, False), (32, True)]
+  assert "| stats | λ=0.001 | 0 | 32 |" in tune_table1.report(chosen)
+  # table2's CHOSEN may hold it: the DFT and EBFT-style rows then draw that many per step
+  table = sweeps.load("experiments/table1.py:model=tiny,samples=32,baselines=True")
+  assert {sweeps.build_config(r, ROOT).loss.dist_batch for r in table
+          if r["name"] in ("dft_s0", "ebft_s0")} == {32}
+
+
 def test_tune_table1_tunes_each_rival_over_its_own_knob():
   from experiments import tune_table1
   runs = sweeps.load("experiments/tune_table1.py:model=tiny,rows=mixce:tailr:dyft,etas=0.5:0.9,"
