@@ -8,8 +8,9 @@ The rule, fixed before any run: for each tuned row (DFT in each feature space, E
 its λ on the grid whose perplexity is within +3% of SFT's (the point ratio), the λ that closes
 most of the SFT -> human feature-divergence gap (the gap-closed point value). The clip of the
 standardized statistics (loss.feature_clip) and the samples per step (loss.dist_batch, the
-second knob) are chosen by the same rule among the DFT (stats) runs. The token-level rivals have no λ; each is tuned by the same rule over its own knob: MixCE's
-forward-CE weight η, TaiLr's threshold γ, DyFT's learning rate. A row none of whose values
+second knob) are chosen by the same rule among the DFT (stats) runs. The token-level rivals
+have no λ; each is tuned by the same rule over its own knob: MixCE's forward-CE weight η,
+TaiLr's threshold γ, DyFT's learning rate. A row none of whose values
 qualifies is said as such and takes its value of lowest perplexity (the nearest to qualifying).
 The table itself is then read on the test split with the chosen values (experiments/table1.py's
 arguments lam, lam_embedding, lam_both, lam_ebft, clip, samples, eta, gamma, lr_dyft).
