@@ -44,8 +44,9 @@ flags.DEFINE_integer("seed", 0, "Sampling seed (the same for every run).")
 flags.DEFINE_integer("ppl_docs", 64, "Documents of the split scored for perplexity.")
 flags.DEFINE_integer("ppl_pieces", 64, "At most this many 128-token pieces of them, "
                      "round-robin over documents (0: all).")
-flags.DEFINE_string("decodings", "0.7:0.9,1.0:1.0", "TEMPERATURE:TOP_P of each decoding the "
-                    "table is evaluated at; the first is the deployed one the verdict uses.")
+flags.DEFINE_string("decodings", "0.7:0.9", "TEMPERATURE:TOP_P of each decoding the table is "
+                    "evaluated at; the first is the deployed one the verdict uses (0.7:0.9,1:1 "
+                    "adds temperature 1).")
 flags.DEFINE_integer("bootstrap", 200, "Paired bootstrap replicates for the intervals.")
 flags.DEFINE_float("feature_clip", reproduce.FEATURE_CLIP, "Winsorize the feature statistics "
                    "at this many human sds (0: unclipped), so one degenerate text cannot decide "

@@ -140,7 +140,8 @@ def test_reproduce_table_on_two_finished_runs(runs):
   done = train_utils.run([sys.executable, "scripts/reproduce_table.py", runs["base"] + "=SFT",
                           runs["tuned"] + "=DFT (score-function)", "--out", out,
                           "--num_prompts", "10", "--prompt_len", "4", "--max_new_tokens", "16",
-                          "--ppl_docs", "8", "--bootstrap", "20", "--embedding_run", "first"])
+                          "--ppl_docs", "8", "--bootstrap", "20", "--embedding_run", "first",
+                          "--decodings", "0.7:0.9,1:1"])
   assert done.returncode == 0, done.stderr[-3000:]
   md = open(os.path.join(out, "table.md")).read()
   assert md in done.stdout
