@@ -33,6 +33,9 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
                   step of the pretrain_tiny config consumes (> 1: the host is not the bottleneck)
   gpu_mfu_1b      bf16 MFU of a ~1B-parameter config vs a large bf16 matmul; skipped (and says
                   so) without a GPU
+  bank_fold_compile  the default DFT step's build + compile + first step with its 1,024-row
+                  bank closed over as a constant (XLA folds the bank's self-cost while
+                  compiling) / the same with the bank entering through dft.traced; both steps' times
 
 The parts live in scripts/benchmarks/ (one module per subject); this file is the CLI.
 """

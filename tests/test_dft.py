@@ -3,6 +3,7 @@ model, reference statistics bound to their tokenizer, sharded = single-device.""
 
 import json
 import os
+import re
 import sys
 
 import jax
@@ -164,9 +165,11 @@ def test_sharded_dft_step_equals_single_device_step(loss):
   assert single["dist"] > 0
   for mesh, result in results.items():
     assert abs(result["dist"] - single["dist"]) <= 1e-4 * single["dist"], mesh
-    # CE to 1e-5; the distribution term (which can nearly cancel the CE) to the 1e-4 of dist
+    # CE to 1e-5; the distribution term to 1e-3 of itself: the score-function surrogate is a
+    # mean of advantage x log p products that cancel (zero-mean advantages), so float32 sums
+    # in another order move its value by ~1e-4 of it (the gradient, below, agrees to ~1e-6)
     term = single["loss"] - single["ce"]
-    assert abs(result["loss"] - single["loss"]) <= 1e-5 * abs(single["ce"]) + 1e-4 * abs(term), \
+    assert abs(result["loss"] - single["loss"]) <= 1e-5 * abs(single["ce"]) + 1e-3 * abs(term), \
         mesh
     for x, y in zip(result["params"], single["params"]):
       x, y = np.asarray(x), np.asarray(y)
@@ -233,3 +236,19 @@ def test_dist_batch_is_the_number_of_samples_whatever_the_batch_size():
   with pytest.raises(ValueError, match=r"loss.dist_batch=9 needs 5 prompts of "
                      r"loss.prompt_len=2 tokens from each of the batch's 2 rows of 8 tokens"):
     dft.last_document_prompts(batch, 9, 2)
+
+
+def test_compiled_step_does_not_fold_the_banks_self_cost(reference):
+  """The bank enters the train step through dft.traced: closed over as a constant, XLA
+  folded its M x M self-cost while compiling (27-29 s per fold at M = 1,024 on 2 cores). The
+  compiled step holds the bank but no [M, M] constant (it held one before traced)."""
+  tok, docs, path = reference
+  loss_cfg = S.loss_config(path, divergence="sinkhorn", every=1, ce_weight=1.0)
+  setup = _setup(loss_cfg)
+  state = setup.init_state(seed=0)
+  loss_fn = setup.loss_fn(loss_cfg, state, tok, reference_documents=docs)
+  m, x = loss_fn.ref.bank_MxX.shape
+  with jax.set_mesh(setup.mesh):
+    hlo = setup.train_step(loss_fn).lower(state, S.batch(tok, docs)).compile().as_text()
+  shapes = set(re.findall(r"(f32\[[\d,]+\])\S* constant\(", hlo))
+  assert f"f32[{m},{x}]" in shapes and f"f32[{m},{m}]" not in shapes, shapes

@@ -6,7 +6,7 @@ of its JSON keys, and prints its own line.
                  benchmark; step_runner / time_step / ce_step run and time it
   ce.py          ce_vs_hf_small, ce_vs_hf_medium
   mfu.py         mfu_medium, gpu_mfu_1b
-  dft.py         dft_over_ce
+  dft.py         dft_over_ce, bank_fold_compile
   sinkhorn.py    ott_vs_pot_4096, ott_vs_pot_curve
   decode.py      decode_vs_hf, top_p_vs_sort
   data.py        data_pipeline
@@ -19,7 +19,7 @@ from benchmarks.ce import ce_vs_hf_medium, ce_vs_hf_small
 from benchmarks.common import Options
 from benchmarks.data import data_pipeline
 from benchmarks.decode import decode_vs_hf, top_p_vs_sort
-from benchmarks.dft import dft_over_ce
+from benchmarks.dft import bank_fold_compile, dft_over_ce
 from benchmarks.mfu import gpu_mfu_1b, mfu_medium
 from benchmarks.sinkhorn import ott_vs_pot_4096, ott_vs_pot_curve
 
@@ -27,6 +27,6 @@ PARTS = {"ce_vs_hf_small": ce_vs_hf_small, "ce_vs_hf_medium": ce_vs_hf_medium,
          "mfu_medium": mfu_medium, "dft_over_ce": dft_over_ce,
          "ott_vs_pot_4096": ott_vs_pot_4096, "ott_vs_pot_curve": ott_vs_pot_curve,
          "decode_vs_hf": decode_vs_hf, "data_pipeline": data_pipeline, "gpu_mfu_1b": gpu_mfu_1b,
-         "top_p_vs_sort": top_p_vs_sort}
+         "top_p_vs_sort": top_p_vs_sort, "bank_fold_compile": bank_fold_compile}
 
 __all__ = ["Options", "PARTS"]

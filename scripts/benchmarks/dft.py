@@ -80,3 +80,38 @@ def dft_over_ce(opts: Options) -> dict:
           "dft_flop_floor": floor, "dft_over_floor": dft_s / ce_s / floor,
           "dft_static_bank_over_ce": static_s / ce_s,
           "dist_share": dist_s / dft_s, "dist_s": dist_s, "dist_three_log_problems_s": three_s}
+
+
+def bank_fold_compile(opts: Options) -> dict:
+  """Build + compile + first-step seconds, and step seconds, of the default DFT train step
+  (experiments/dft.py, tiny model, its 1,024-row bank) with the bank closed over as a constant
+  (XLA folds its self-cost while compiling) against the bank entering through dft.traced (the
+  loss's way): the compile time saved, and what computing the bank's terms every step costs."""
+  config = dft_exp.get_config()
+  cfg = loop.model_config(config)
+  tok = tokenizer(config)
+  keep = dft_objective.traced
+  first, step = {}, {}
+  try:
+    for arm, traced in (("constant", lambda bank: bank), ("traced", keep)):
+      dft_objective.traced = traced
+      start = time.perf_counter()
+      run = step_runner(config, cfg, tok)
+      run()
+      first[arm] = time.perf_counter() - start
+      times = []
+      for _ in range(max(opts.reps, 3)):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+      step[arm] = float(np.median(times))
+  finally:
+    dft_objective.traced = keep
+  print(f"bank_fold_compile: build + compile + first step {first['constant']:.1f} s with the "
+        f"bank a constant vs {first['traced']:.1f} s traced: "
+        f"{first['constant'] / first['traced']:.2f}x; step {step['constant'] * 1e3:.0f} ms vs "
+        f"{step['traced'] * 1e3:.0f} ms ({step['traced'] / step['constant']:.2f}x)")
+  return {"bank_fold_first_constant_s": first["constant"],
+          "bank_fold_first_traced_s": first["traced"],
+          "bank_fold_first_ratio": first["constant"] / first["traced"],
+          "bank_fold_step_constant_s": step["constant"], "bank_fold_step_traced_s": step["traced"]}
