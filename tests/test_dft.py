@@ -240,8 +240,8 @@ def test_dist_batch_is_the_number_of_samples_whatever_the_batch_size():
 
 def test_compiled_step_does_not_fold_the_banks_self_cost(reference):
   """The bank enters the train step through dft.traced: closed over as a constant, XLA
-  folded its M x M self-cost while compiling (27-29 s per fold at M = 1,024 on 2 cores). The
-  compiled step holds the bank but no [M, M] constant (it held one before traced)."""
+  folded its M x M self-cost while compiling. The compiled step holds the bank but no [M, M]
+  constant (it held one before traced)."""
   tok, docs, path = reference
   loss_cfg = S.loss_config(path, divergence="sinkhorn", every=1, ce_weight=1.0)
   setup = _setup(loss_cfg)

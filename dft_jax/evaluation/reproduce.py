@@ -60,7 +60,7 @@ def _compare_to(label: str, seed: int, runs: Sequence[dict]) -> dict | None:
 
 # The decodings a table is evaluated at: the deployed setting (the one DFT samples with in
 # training, and the one the verdict is read from); parse_decodings("0.7:0.9,1:1") adds plain
-# temperature 1 (a second table, about 40% more scoring time).
+# temperature 1 (a second table, sampled and scored again).
 DECODINGS = (("deployed: T=0.7, top-p=0.9", {"temperature": 0.7, "top_p": 0.9}),)
 def parse_decodings(spec: str) -> tuple:
   """'0.7:0.9,1.0:1.0' -> DECODINGS-style ((label, {temperature, top_p}), ...)."""

@@ -150,7 +150,7 @@ def make_divergence(cfg, bank_MxX=None):
 def traced(bank_MxX):
   """The bank as a value the step computes with, not a constant: closed over as a constant,
   XLA folds the divergence's bank-only terms (the M x M self-cost) into the step while
-  compiling it, 27-29 s per fold for M = 1,024 on 2 CPU cores."""
+  compiling it, slowly (BENCHMARKS.md, "Simplicity, measured")."""
   return jax.lax.optimization_barrier(bank_MxX)
 
 
