@@ -36,6 +36,10 @@ Parts (A/B measurements alternate the two sides after warm-up and report medians
   bank_fold_compile  the default DFT step's build + compile + first step with its 1,024-row
                   bank closed over as a constant (XLA folds the bank's self-cost while
                   compiling) / the same with the bank entering through dft.traced; both steps' times
+  table_bootstrap the paper table's clustered bootstrap of one row against SFT (feature
+                  divergences of the row, SFT and the human floor; self-BLEU and slop ratio):
+                  one divergence per draw, compiled per draw size, as before / drawn.py's
+                  batched counts form and n-grams counted once
 
 The parts live in scripts/benchmarks/ (one module per subject); this file is the CLI.
 """

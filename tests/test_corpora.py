@@ -58,6 +58,8 @@ def test_split_is_deterministic_disjoint_and_proportioned():
   assert a == b
   assert sorted(sum(a.values(), [])) == sorted(docs)
   assert {k: len(v) for k, v in a.items()} == {"train": 160, "validation": 20, "test": 20}
+  wide = cleaning.split_documents(docs[:106], held_out=0.38)  # the encyclopedia's
+  assert {k: len(v) for k, v in wide.items()} == {"train": 26, "validation": 40, "test": 40}
   small = cleaning.split_documents(docs[:3])
   assert all(len(small[s]) == 1 for s in corpora.SPLITS)
   with pytest.raises(ValueError):

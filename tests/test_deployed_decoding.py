@@ -82,7 +82,7 @@ def test_score_function_gradient_at_the_deployed_decoding_matches_exact_enumerat
   phi = jnp.asarray(rng.randn(k_out, 2), jnp.float32)
   y = jnp.asarray(rng.randn(40, 2) * 0.5 + 1.0, jnp.float32)
   theta = jnp.asarray(rng.randn(k_out) * 1.5, jnp.float32)
-  kernel = D._rbf_kernel(1.0)
+  kernel = D.rbf_kernel(1.0)
   keep = np.isfinite(nucleus_log_probs(np.asarray(theta), temperature, top_p))
   assert 1 < keep.sum() < k_out
 

@@ -33,7 +33,7 @@ def test_score_function_estimate_matches_the_exact_gradient(name):
   phi = jnp.asarray(rng.randn(k_out, 2), jnp.float32)
   y = jnp.asarray(rng.randn(40, 2) * 0.5 + 1.0, jnp.float32)
   theta = jnp.asarray(rng.randn(k_out) * 0.5, jnp.float32)
-  kernel = D._rbf_kernel(1.0) if name == "mmd" else D._energy_kernel
+  kernel = D.rbf_kernel(1.0) if name == "mmd" else D._energy_kernel
 
   def population(t):
     p = jax.nn.softmax(t)

@@ -1,9 +1,10 @@
 """Paired bootstrap intervals, gap closed and verdicts against direct computations."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dft_jax.evaluation import intervals
+from dft_jax.evaluation import drawn, intervals, report
 
 
 def mean_of(x):
@@ -84,7 +85,7 @@ def test_prefetch_fills_the_memo_with_the_values_computed_in_order():
     return float(np.std(x[idx]))
   cached = intervals.memo(metric)
   draws = intervals.indices(50, 40, seed=2)
-  intervals.prefetch([cached], draws, 50, workers=2)
+  intervals.prefetch([cached], draws, 50)
   assert len(calls) == len({d.tobytes() for d in draws} | {np.arange(50).tobytes()})
   out = intervals.paired(mean_of(x), cached, draws, 50)   # every value now from the memo
   assert len(calls) == len(set(calls))
@@ -92,6 +93,21 @@ def test_prefetch_fills_the_memo_with_the_values_computed_in_order():
   assert out["delta"] == pytest.approx(np.std(x) - np.mean(x))
   assert out["lo"] == pytest.approx(np.percentile(np.asarray(direct) - np.median(direct)
                                                   + out["delta"], 2.5))
+
+
+def test_prefetch_fills_a_batched_memo_in_one_call_and_its_sources_first():
+  x = np.random.default_rng(4).normal(size=30)
+  batches = []
+
+  def batch(draws):
+    batches.append(len(draws))
+    return [float(np.std(x[d])) for d in draws]
+  leaf = intervals.memo(lambda idx: pytest.fail("computed one by one"), batch=batch)
+  derived = intervals.memo(lambda idx: 2 * leaf(idx), sources=[leaf])
+  draws = intervals.clustered(np.arange(30) // 3, 25, seed=1)
+  intervals.prefetch([derived], draws, 30)
+  assert batches == [len({d.tobytes() for d in draws} | {np.arange(30).tobytes()})]
+  assert [derived(d) for d in draws] == [2 * np.std(x[d]) for d in draws]
 
 
 def test_clustered_bootstrap_matches_the_hand_computed_two_document_case():
@@ -125,3 +141,31 @@ def test_one_prompt_per_document_is_the_plain_bootstrap():
   x = np.random.default_rng(0).normal(size=30)
   means = np.asarray([x[d].mean() for d in draws])
   assert means.std() == pytest.approx(x.std() / np.sqrt(30), rel=0.15)
+
+
+def test_divergences_of_draws_equal_those_of_the_drawn_points():
+  # The counts form (weights, one shape for every draw) against the repeated points themselves:
+  # Sinkhorn with its mean-cost epsilon, unbiased MMD² with its median bandwidth; clustered
+  # draws of different sizes, an outlier, and the padded last batch.
+  rng = np.random.default_rng(0)
+  x_NxF = rng.normal(size=(40, 6)).astype(np.float32)
+  y_NxF = (rng.normal(size=(40, 6)) + 0.5).astype(np.float32)
+  x_NxF[3] *= 20
+  draws = intervals.clustered(np.arange(40) // 7, drawn.BATCH + 3, seed=0)
+  assert len({len(d) for d in draws}) > 1
+  got = drawn.divergences_of_draws(x_NxF, y_NxF, draws)
+  mmd = drawn.mmd_of_draws(x_NxF, y_NxF, draws)
+  for d, g, m in list(zip(draws, got, mmd))[::30] + [(draws[-1], got[-1], mmd[-1])]:
+    sink, mmd_d = report._divergences(x_NxF[d], y_NxF[d])  # what the table computed per draw
+    assert g["feature_sinkhorn"] == pytest.approx(float(sink), rel=1e-4)
+    assert g["feature_mmd"] == pytest.approx(float(mmd_d), rel=1e-4, abs=1e-6)
+    assert m == g["feature_mmd"]
+
+
+def test_weighted_median_is_the_median_of_the_repeated_values():
+  rng = np.random.default_rng(1)
+  for size in (1, 2, 7, 10):
+    values, weights = rng.normal(size=size), rng.integers(0, 4, size=size)
+    weights[0] += 1
+    assert float(drawn.weighted_median(jnp.asarray(values), jnp.asarray(weights))) == \
+        pytest.approx(np.median(np.repeat(values, weights)), rel=1e-6)

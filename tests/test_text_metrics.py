@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from nltk.translate import bleu_score
 
+from dft_jax.evaluation import self_bleu as self_bleu_lib
 from dft_jax.evaluation import text_metrics as tm
 
 # Fixed "natural" texts: repeats across and within texts, a text shorter than 4 words, ties in
@@ -344,3 +345,25 @@ def test_slop_ngrams_hand_computed():
 def test_slop_ratio_of_human_text_is_one():
   assert tm.slop_ratio(PROSE, PROSE, min_count=1) == pytest.approx(1.0)
   assert tm.slop_ratio(["x y"], ["a b"]) != tm.slop_ratio(["x y"], ["a b"])  # NaN: no candidate
+
+
+def test_selection_forms_equal_the_metrics_on_the_selected_texts():
+  # The bootstrap's forms (n-grams counted once, any selection with repeats) against the
+  # metrics recomputed from the selected texts themselves.
+  texts, human = PROSE + HUMAN + TEXTS, HUMAN + TEXTS + PROSE
+  bleu, slop, per = self_bleu_lib.SelfBleu(texts, 4), tm.Slop(texts, human), tm.PerText(texts)
+  rng = np.random.default_rng(0)
+  for size in (2, len(texts), 2 * len(texts)):
+    idx = rng.integers(0, len(texts), size)
+    picked, picked_human = [texts[i] for i in idx], [human[i] for i in idx]
+    assert bleu(idx) == tm.self_bleu(picked, 4)
+    assert bleu(idx, max_texts=3, seed=2) == tm.self_bleu(picked, 4, max_texts=3, seed=2)
+    got = slop.ratio(idx, idx, min_count=2)
+    want = tm.slop_ratio(picked, picked_human, min_count=2)
+    assert got == want or (np.isnan(got) and np.isnan(want))
+    assert slop.ngrams(idx, idx, min_count=1) == tm.slop_ngrams(picked, picked_human,
+                                                                min_count=1)
+    assert per.diversity(idx) == tm.diversity(picked)
+    assert per.rep_n(idx, 3) == tm.rep_n(picked, 3)
+    assert per.degenerate_rate(idx) == tm.degenerate_rate(picked)
+    assert np.array_equal(per.sentence_lengths(idx), tm.sentence_lengths(picked))

@@ -14,7 +14,7 @@ import html
 import re
 from typing import Iterable
 
-_FRACTIONS = {"validation": 0.1, "test": 0.1}  # the rest is train
+HELD_OUT = 0.1  # of the documents in validation, and as many in test; the rest is train
 
 
 def decode(raw: bytes) -> tuple[str, int]:
@@ -137,12 +137,15 @@ def dedup_filter(docs: Iterable[str], min_chars: int) -> list[str]:
   return out
 
 
-def split_documents(docs: list[str]) -> dict[str, list[str]]:
-  """~80/10/10 by sha1 of each text: deterministic, disjoint, >= 1 in validation and test."""
+def split_documents(docs: list[str], held_out: float = HELD_OUT) -> dict[str, list[str]]:
+  """`held_out` of the documents in validation, as many in test, the rest in train (80/10/10
+  by default), by sha1 of each text: deterministic, disjoint, >= 1 in each split."""
   if len(docs) < 3:
     raise ValueError(f"need at least 3 documents to split, got {len(docs)}")
+  if not 0 < held_out < 0.5:
+    raise ValueError(f"held_out must be in (0, 0.5), got {held_out}")
   ordered = sorted(docs, key=lambda d: hashlib.sha1(d.encode()).hexdigest())
-  n_val, n_test = (max(1, round(len(docs) * _FRACTIONS[s])) for s in ("validation", "test"))
+  n_val = n_test = max(1, min(round(len(docs) * held_out), (len(docs) - 1) // 2))
   return {"test": ordered[:n_test], "validation": ordered[n_test:n_test + n_val],
           "train": ordered[n_test + n_val:]}
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import scipy.stats
 
-from dft_jax.evaluation import intervals, tables, text_metrics
+from dft_jax.evaluation import drawn, intervals, self_bleu, tables, text_metrics
 from dft_jax.evaluation.scored import Decoded, HeldOut, ScoredRun
 
 # Metrics with a paired bootstrap interval, and those that also get a gap-closed column.
@@ -24,22 +25,33 @@ RIVAL = "EBFT-style"  # the feature-matching rival each DFT row is measured agai
 HEAD_TO_HEAD = ("feature_sinkhorn", "diversity")
 
 
-def _text_metric(key: str, texts: Sequence[str], human: Sequence[str]):
-  """Metric `key` on the units `idx` (numpy indices into both lists)."""
+def _text_metrics(keys: Sequence[str], texts: Sequence[str], human: Sequence[str]) -> dict:
+  """Text metric `key` -> its value on the units `idx` (numpy indices into both lists, repeats
+  allowed), each text's words, n-grams and sentences counted once for every draw."""
+  per, slop, bleu = text_metrics.PerText(texts), None, None
   pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
-  own = {"diversity": text_metrics.diversity,
-         "distinct_2": lambda t: text_metrics.distinct_n(t, 2),
-         "self_bleu4": lambda t: text_metrics.self_bleu(t, 4),
-         "compression_ratio": text_metrics.compression_ratio,
-         "degenerate": text_metrics.degenerate_rate,
-         "zipf": text_metrics.zipf_coefficient,
-         "sent_len_mean": text_metrics.sentence_length_mean,
-         "sent_len_var": text_metrics.sentence_length_variance}
-  if key in own:
-    return lambda idx: float(own[key](pick(texts, idx)))
-  pair = {"sent_len_w1": text_metrics.sentence_length_w1,
-          "unigram_l2": text_metrics.unigram_l2, "slop_ratio": text_metrics.slop_ratio}[key]
-  return lambda idx: float(pair(pick(texts, idx), pick(human, idx)))
+  out = {}
+  for key in keys:
+    if key == "self_bleu4":
+      out[key] = bleu = bleu or self_bleu.SelfBleu(texts, 4)
+    elif key == "slop_ratio":
+      slop = slop or text_metrics.Slop(texts, human)
+      out[key] = lambda idx: slop.ratio(idx, idx)
+    elif key == "sent_len_w1":
+      per_human = text_metrics.PerText(human)
+      out[key] = lambda idx: float(scipy.stats.wasserstein_distance(
+          per.sentence_lengths(idx), per_human.sentence_lengths(idx, "human texts")))
+    else:
+      out[key] = {
+          "diversity": per.diversity, "degenerate": per.degenerate_rate,
+          "sent_len_mean": lambda idx: float(np.mean(per.sentence_lengths(idx))),
+          "sent_len_var": lambda idx: float(np.var(per.sentence_lengths(idx), ddof=0)),
+          "distinct_2": lambda idx: text_metrics.distinct_n(pick(texts, idx), 2),
+          "compression_ratio": lambda idx: text_metrics.compression_ratio(pick(texts, idx)),
+          "zipf": lambda idx: text_metrics.zipf_coefficient(pick(texts, idx)),
+          "unigram_l2": lambda idx: text_metrics.unigram_l2(pick(texts, idx), pick(human, idx)),
+      }[key]
+  return out
 
 
 def _unit_metrics(dec: Decoded, held: HeldOut) -> dict:
@@ -48,21 +60,26 @@ def _unit_metrics(dec: Decoded, held: HeldOut) -> dict:
   space, emb_space, human_NxF = held.space, held.emb_space, held.space.human_NxF
   feats_NxF, emb_NxE = dec.feats_NxF, dec.emb_NxE
   correct_h, correct_m = dec.verdicts["correct_human"], dec.verdicts["correct_model"]
-  out = {k: _text_metric(k, dec.texts, held.human) for k in BOOTSTRAPPED
-         if not k.startswith(("feature_", "judge_"))}
-  div = intervals.memo(lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx]))
-  out["feature_sinkhorn"] = lambda idx: div(idx)["feature_sinkhorn"]
-  out["feature_mmd"] = lambda idx: div(idx)["feature_mmd"]
-  out["judge_accuracy"] = lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean())
+  texts = _text_metrics([k for k in BOOTSTRAPPED if not k.startswith(("feature_", "judge_"))],
+                        dec.texts, held.human)
+  out = {k: intervals.memo(f) for k, f in texts.items()}
+  div = intervals.memo(lambda idx: space.divergences(feats_NxF[idx], human_NxF[idx]),
+                       batch=lambda draws: drawn.divergences_of_draws(feats_NxF, human_NxF, draws))
+  for k in ("feature_sinkhorn", "feature_mmd"):
+    out[k] = intervals.memo(lambda idx, k=k: div(idx)[k], sources=[div])
+  out["judge_accuracy"] = intervals.memo(
+      lambda idx: 0.5 * (correct_h[idx].mean() + correct_m[idx].mean()))
   if emb_NxE is not None:
-    out["embedding_mmd"] = lambda idx: emb_space.divergences(
-        emb_NxE[idx], emb_space.human_NxF[idx])["embedding_mmd"]
-  return {k: intervals.memo(f) for k, f in out.items()}
+    out["embedding_mmd"] = intervals.memo(
+        lambda idx: emb_space.divergences(emb_NxE[idx], emb_space.human_NxF[idx])["embedding_mmd"],
+        batch=lambda draws: drawn.mmd_of_draws(emb_NxE, emb_space.human_NxF, draws))
+  return out
 
 
 def _seed_mean(fns: Sequence[dict]) -> dict:
   """Metric functions averaged over seeds (the same drawn prompts for every seed)."""
-  return {k: intervals.memo(lambda idx, k=k: float(np.mean([f[k](idx) for f in fns])))
+  return {k: intervals.memo(lambda idx, k=k: float(np.mean([f[k](idx) for f in fns])),
+                           sources=[f[k] for f in fns])
           for k in fns[0]}
 
 
@@ -70,9 +87,12 @@ def human_metrics(human: list[str], space, human_feats, human_b_feats) -> dict:
   """The human side of the gap-closed column, as functions of the drawn prompts (one memo for
   every decoding and row): own diversity and sentence-length variance, and the feature
   Sinkhorn floor between the two human sets."""
-  out = {k: intervals.memo(_text_metric(k, human, human)) for k in ("diversity", "sent_len_var")}
-  out["feature_sinkhorn"] = intervals.memo(lambda idx: space.divergences(
-      human_feats[idx], human_b_feats[idx])["feature_sinkhorn"])
+  out = {k: intervals.memo(f)
+         for k, f in _text_metrics(("diversity", "sent_len_var"), human, human).items()}
+  out["feature_sinkhorn"] = intervals.memo(
+      lambda idx: space.divergences(human_feats[idx], human_b_feats[idx])["feature_sinkhorn"],
+      batch=lambda draws: [d["feature_sinkhorn"] for d in drawn.divergences_of_draws(
+          human_feats, human_b_feats, draws)])
   return out
 
 
@@ -115,8 +135,7 @@ def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, h
   row_fns = row_fns or row_metrics(row_runs, decoding, held)
   human_fns = held.human_fns
   draws = intervals.clustered(held.doc_ids_N, reps, seed)
-  intervals.prefetch([sft_fns["feature_sinkhorn"], row_fns["feature_sinkhorn"],
-                      human_fns["feature_sinkhorn"]], draws, n)
+  intervals.prefetch([*sft_fns.values(), *row_fns.values(), *human_fns.values()], draws, n)
   deltas = {k: intervals.paired(sft_fns[k], row_fns[k], draws, n) for k in sft_fns}
   gaps = {k: intervals.gap_closed(sft_fns[k], row_fns[k], human_fns[k], draws, n)
           for k in GAP_CLOSED}

@@ -20,7 +20,6 @@ The verdict of a claim is "holds" when its interval lies wholly on the claimed s
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -55,8 +54,13 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
   return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
-def memo(metric: Metric) -> Metric:
-  """The metric, computed once per distinct draw (claims and gap closed reuse the deltas')."""
+def memo(metric: Metric, *, batch: Callable[[list], list] | None = None,
+         sources: Sequence[Metric] = ()) -> Metric:
+  """The metric, computed once per distinct draw (claims and gap closed reuse the deltas').
+
+  Its `fill(draws)` computes every draw not yet known: `batch(draws)` gives their values in
+  one call (drawn.py's divergences: one compiled, vmapped solve for the lot); a metric made
+  from other memoized metrics names them as `sources`, filled first."""
   cache = {}
 
   def cached(idx):
@@ -64,18 +68,22 @@ def memo(metric: Metric) -> Metric:
     if key not in cache:
       cache[key] = metric(idx)
     return cache[key]
+
+  def fill(draws):
+    for source in sources:
+      source.fill(draws)
+    todo = list({d.tobytes(): d for d in draws if d.tobytes() not in cache}.values())
+    if todo:
+      cache.update(zip((d.tobytes() for d in todo), batch(todo) if batch else map(metric, todo)))
+  cached.fill = fill
   return cached
 
 
-def prefetch(metrics: Sequence[Metric], draws: Sequence[np.ndarray], n: int,
-             workers: int = 2) -> None:
-  """Fills memoized metrics for every draw (and all `n` units) on `workers` threads. Worth it
-  for metrics that spend their time in XLA (feature divergences release the GIL: 2x on 2
-  cores); results are the same as computing them in order."""
-  units = [np.arange(n)] + list(draws)
-  with ThreadPoolExecutor(workers) as pool:
-    for metric in metrics:
-      list(pool.map(metric, units))
+def prefetch(metrics: Sequence[Metric], draws: Sequence[np.ndarray], n: int) -> None:
+  """Fills memoized metrics (`memo`) for every draw and all `n` units: the batched ones (the
+  feature divergences) in a few calls instead of one solve, and one compile, per draw size."""
+  for metric in metrics:
+    metric.fill([np.arange(n)] + list(draws))
 
 
 def _centred(point: float, values: np.ndarray) -> tuple[float, float]:

@@ -4,8 +4,6 @@ n-gram's two largest counts among the texts so it is O(texts) instead of O(texts
 
 from __future__ import annotations
 
-import collections
-import math
 from typing import Sequence
 
 import numpy as np
@@ -16,72 +14,82 @@ SELF_BLEU_MAX_TEXTS = 500
 BLEU_EPSILON = 0.1  # NLTK SmoothingFunction().method1 default
 
 
-def _top_two_counts(counts_per_text: Sequence[collections.Counter[Ngram]]
-                    ) -> dict[Ngram, tuple[int, int, int]]:
-  """n-gram -> (largest count in any text, index of that text, second largest count).
-
-  The largest count among all texts but i is then the second largest when text i holds the
-  largest, else the largest: the reference max-counts of BLEU in one pass over the set.
-  """
-  top: dict[Ngram, tuple[int, int, int]] = {}
-  for index, counts in enumerate(counts_per_text):
-    for gram, count in counts.items():
-      best, best_index, second = top.get(gram, (0, -1, 0))
-      if count > best:
-        top[gram] = (count, index, best)
-      else:
-        top[gram] = (best, best_index, max(second, count))
-  return top
+def _subsample(n_texts: int, max_texts: int | None, seed: int) -> np.ndarray | None:
+  """Indices of `max_texts` of `n_texts` texts drawn without replacement (seeded, order kept),
+  or None to keep all."""
+  if max_texts is None or n_texts <= max_texts:
+    return None
+  return np.sort(np.random.default_rng(seed).choice(n_texts, max_texts, replace=False))
 
 
-def _max_count_in_others(top: dict[Ngram, tuple[int, int, int]], gram: Ngram,
-                         index: int) -> int:
-  """max over texts j != index of count_j(gram), from `_top_two_counts`."""
-  best, best_index, second = top[gram]
-  return second if best_index == index else best
+class SelfBleu:
+  """Self-BLEU-n of any selection of a fixed list of texts (`self_bleu`): each text's n-grams
+  are coded as integers and counted once, and a selection's BLEU scores are computed on those
+  arrays at once (a bootstrap scores hundreds of selections of the same texts)."""
+
+  def __init__(self, texts: Sequence[str], n: int = 4):
+    words_per_text = [text.split() for text in texts]
+    self.lengths = np.array([len(words) for words in words_per_text], np.int64)
+    self.per_order = []  # per order: per text, (distinct n-gram codes, their counts)
+    for k in range(1, n + 1):
+      code: dict[Ngram, int] = {}
+      per_text = []
+      for words in words_per_text:
+        grams = ngrams(words, k)
+        codes = np.fromiter((code.setdefault(g, len(code)) for g in grams), np.int64, len(grams))
+        per_text.append(np.unique(codes, return_counts=True))
+      self.per_order.append(per_text)
+
+  def _matches(self, per_text, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clipped matches and n-gram totals of each selected text against the other selected
+    texts: each n-gram's count capped by its largest count among the others, which is the
+    second largest count for the text holding the largest, else the largest (BLEU's reference
+    max-counts in one sort over the set, not a pass per text)."""
+    grams = np.concatenate([per_text[i][0] for i in idx])
+    counts = np.concatenate([per_text[i][1] for i in idx])
+    owner = np.repeat(np.arange(len(idx)), [len(per_text[i][0]) for i in idx])
+    order = np.lexsort((-counts, grams))  # by n-gram, largest count first
+    grams, counts, owner = grams[order], counts[order], owner[order]
+    top = np.r_[True, grams[1:] != grams[:-1]]  # the first (largest) count of each n-gram
+    group = np.cumsum(top) - 1
+    first = np.flatnonzero(top)
+    shared = np.r_[~top[1:], False][first]  # the n-gram has a second holder
+    second = np.where(shared, counts[np.minimum(first + 1, len(counts) - 1)], 0)
+    others = np.where(top, second[group], counts[first][group])
+    matches = np.bincount(owner, weights=np.minimum(counts, others), minlength=len(idx))
+    return matches, np.bincount(owner, weights=counts, minlength=len(idx))
+
+  def __call__(self, idx: np.ndarray, *, max_texts: int | None = SELF_BLEU_MAX_TEXTS,
+               seed: int = 0) -> float:
+    """Self-BLEU of texts[idx] (repeats allowed: a repeated text is another text)."""
+    idx = np.asarray(idx)
+    chosen = _subsample(len(idx), max_texts, seed)
+    idx = idx if chosen is None else idx[chosen]
+    if len(idx) < 2:
+      raise ValueError("self-BLEU needs at least 2 texts")
+    # BLEU = BP * exp(sum_n (1/N) log p_n), p_n = clipped matches / max(1, hypothesis n-grams)
+    # (Papineni et al. 2002), a zero numerator smoothed to epsilon (Chen & Cherry 2014 method 1);
+    # as NLTK's sentence_bleu, 0 when no unigram matches. BP = 1 if c > r, else exp(1 - r / c),
+    # 0 for an empty hypothesis.
+    matches_KxL, totals_KxL = map(np.stack, zip(*(self._matches(p, idx) for p in self.per_order)))
+    lengths = self.lengths[idx]
+    log_precisions = np.log(np.where(matches_KxL > 0, matches_KxL, BLEU_EPSILON)
+                            / np.maximum(1, totals_KxL))
+    bleu = np.exp(np.sum(log_precisions / len(self.per_order), axis=0))
+    ref = _closest_other_lengths(lengths)
+    with np.errstate(divide="ignore"):
+      penalty = np.where(lengths > ref, 1.0, np.exp(1.0 - ref / np.maximum(lengths, 1)))
+    scores = np.where((matches_KxL[0] == 0) | (lengths == 0), 0.0, penalty * bleu)
+    return float(np.mean(scores))
 
 
-def _closest_other_length(lengths: np.ndarray, index: int) -> int:
-  """BLEU's effective reference length: the other text's length closest to the hypothesis
-  length, ties to the shorter (Papineni et al. 2002; NLTK `closest_ref_length`)."""
-  others = np.delete(lengths, index)
-  distance = np.abs(others - lengths[index])
-  return int(others[distance == distance.min()].min())
-
-
-def _brevity_penalty(hyp_len: int, ref_len: int) -> float:
-  """BP = 1 if c > r, else exp(1 - r / c); 0 for an empty hypothesis (Papineni et al. 2002)."""
-  if hyp_len > ref_len:
-    return 1.0
-  if hyp_len == 0:
-    return 0.0
-  return math.exp(1.0 - ref_len / hyp_len)
-
-
-def _smoothed_bleu(matches: Sequence[int], totals: Sequence[int], hyp_len: int,
-                   ref_len: int, epsilon: float = BLEU_EPSILON) -> float:
-  """BLEU = BP * exp(sum_n (1/N) log p_n), p_n = clipped matches / max(1, hypothesis n-grams).
-
-  Papineni et al. 2002, smoothed by Chen & Cherry 2014 method 1: a zero numerator becomes
-  epsilon. As NLTK `sentence_bleu`, the score is 0 when no unigram matches at all.
-  """
-  if matches[0] == 0:
-    return 0.0
-  log_precisions = []
-  for match, total in zip(matches, totals):
-    denominator = max(1, total)
-    log_precisions.append(math.log((match if match > 0 else epsilon) / denominator))
-  weight = 1.0 / len(matches)
-  return _brevity_penalty(hyp_len, ref_len) * math.exp(
-      math.fsum(weight * lp for lp in log_precisions))
-
-
-def _subsample(texts: Sequence[str], max_texts: int | None, seed: int) -> list[str]:
-  """All texts, or `max_texts` of them drawn without replacement (seeded, order kept)."""
-  if max_texts is None or len(texts) <= max_texts:
-    return list(texts)
-  chosen = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
-  return [texts[i] for i in chosen]
+def _closest_other_lengths(lengths: np.ndarray) -> np.ndarray:
+  """BLEU's effective reference length of each text: the other texts' length closest to its
+  own, ties to the shorter (Papineni et al. 2002; NLTK `closest_ref_length`)."""
+  distance = np.abs(lengths[None, :] - lengths[:, None]).astype(np.float64)
+  np.fill_diagonal(distance, np.inf)
+  closest = distance == distance.min(1, keepdims=True)
+  return np.where(closest, lengths[None, :], np.iinfo(np.int64).max).min(1)
 
 
 def self_bleu(texts: Sequence[str], n: int = 4, *, max_texts: int | None = SELF_BLEU_MAX_TEXTS,
@@ -96,26 +104,9 @@ def self_bleu(texts: Sequence[str], n: int = 4, *, max_texts: int | None = SELF_
   against the other subsampled texts. Lower is more diverse.
   """
   check_texts(texts)
-  texts = _subsample(texts, max_texts, seed)
+  chosen = _subsample(len(texts), max_texts, seed)
+  if chosen is not None:
+    texts = [texts[i] for i in chosen]
   if len(texts) < 2:
     raise ValueError("self-BLEU needs at least 2 texts")
-  words_per_text = [text.split() for text in texts]
-  lengths = np.array([len(words) for words in words_per_text], np.int64)
-  counts_per_order = [[collections.Counter(ngrams(words, k)) for words in words_per_text]
-                      for k in range(1, n + 1)]
-  tops = [_top_two_counts(counts) for counts in counts_per_order]
-  scores = []
-  for index in range(len(texts)):
-    matches, totals = [], []
-    for counts, top in zip(counts_per_order, tops):
-      hyp_counts = counts[index]
-      matches.append(sum(min(count, _max_count_in_others(top, gram, index))
-                         for gram, count in hyp_counts.items()))
-      totals.append(sum(hyp_counts.values()))
-    scores.append(_smoothed_bleu(matches, totals, int(lengths[index]),
-                                 _closest_other_length(lengths, index)))
-  return float(np.mean(scores))
-
-
-# ---------------------------------------------------------------------------------------------
-# Word frequencies.
+  return SelfBleu(texts, n)(np.arange(len(texts)), max_texts=None)

@@ -30,7 +30,6 @@ from typing import Sequence
 import numpy as np
 import scipy.stats
 
-from dft_jax.evaluation.ngrams import Ngram
 from dft_jax.evaluation.ngrams import check_texts as _check_texts
 from dft_jax.evaluation.ngrams import ngrams as _ngrams
 from dft_jax.evaluation.self_bleu import SELF_BLEU_MAX_TEXTS, self_bleu
@@ -63,6 +62,19 @@ def _word_counts(texts: Sequence[str], name: str = "samples") -> collections.Cou
 # Repetition and diversity.
 
 
+def _unique_and_total(text: str, n: int) -> tuple[int, int]:
+  grams = _ngrams(text.split(), n)
+  return len(set(grams)), len(grams)
+
+
+def _rep(num_unique: int, num_total: int) -> float:
+  return 0.0 if num_total == 0 else 100.0 * (1.0 - num_unique / num_total)
+
+
+def _diversity(reps: Sequence[float]) -> float:
+  return float(np.prod([1.0 - rep / 100.0 for rep in reps]))
+
+
 def rep_n(texts: Sequence[str], n: int) -> float:
   """rep-n = 100 * (1 - sum_doc |unique n-grams of doc| / sum_doc |n-grams of doc|).
 
@@ -71,14 +83,7 @@ def rep_n(texts: Sequence[str], n: int) -> float:
   is repeated).
   """
   _check_texts(texts)
-  num_unique, num_total = 0, 0
-  for text in texts:
-    grams = _ngrams(text.split(), n)
-    num_unique += len(set(grams))
-    num_total += len(grams)
-  if num_total == 0:
-    return 0.0
-  return 100.0 * (1.0 - num_unique / num_total)
+  return _rep(*np.sum([_unique_and_total(text, n) for text in texts], axis=0, dtype=np.int64))
 
 
 def degenerate_rate(texts: Sequence[str], n: int = 4, threshold: float = 50.0) -> float:
@@ -92,7 +97,32 @@ def degenerate_rate(texts: Sequence[str], n: int = 4, threshold: float = 50.0) -
 
 def diversity(texts: Sequence[str]) -> float:
   """diversity = prod_{n=2}^{4} (1 - rep_n / 100).  Su et al. 2022 (SimCTG)."""
-  return float(np.prod([1.0 - rep_n(texts, n) / 100.0 for n in (2, 3, 4)]))
+  return _diversity([rep_n(texts, n) for n in (2, 3, 4)])
+
+
+class PerText:
+  """Each text's distinct / total n-grams (rep-n) and sentence lengths, kept so that the
+  metrics of any selection of the texts (a bootstrap's draws, repeats allowed) are sums over
+  arrays instead of recounts; equal to the functions of this module on the selected texts."""
+
+  def __init__(self, texts: Sequence[str]):
+    _check_texts(texts)
+    self.unique_total = {n: np.array([_unique_and_total(t, n) for t in texts], np.int64)
+                         for n in (2, 3, 4)}
+    self.lengths = [sentence_lengths([t]) for t in texts]
+
+  def rep_n(self, idx: np.ndarray, n: int) -> float:
+    return _rep(*self.unique_total[n][idx].sum(0))
+
+  def diversity(self, idx: np.ndarray) -> float:
+    return _diversity([self.rep_n(idx, n) for n in (2, 3, 4)])
+
+  def degenerate_rate(self, idx: np.ndarray, n: int = 4, threshold: float = 50.0) -> float:
+    return float(np.mean([_rep(*self.unique_total[n][i]) >= threshold for i in idx]))
+
+  def sentence_lengths(self, idx: np.ndarray, name: str = "samples") -> np.ndarray:
+    """The selection's pooled sentence lengths (raising, as the metrics do, when none)."""
+    return _nonempty(np.concatenate([self.lengths[i] for i in idx]), name)
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -174,7 +204,10 @@ def sentence_lengths(texts: Sequence[str]) -> np.ndarray:
 
 def _nonempty_sentence_lengths(texts: Sequence[str], name: str = "samples") -> np.ndarray:
   """`sentence_lengths`, raising when there is no sentence."""
-  lengths = sentence_lengths(texts)
+  return _nonempty(sentence_lengths(texts), name)
+
+
+def _nonempty(lengths: np.ndarray, name: str) -> np.ndarray:
   if lengths.size == 0:
     raise ValueError(f"no sentences in the {name}")
   return lengths
@@ -212,9 +245,48 @@ def compression_ratio(texts: Sequence[str]) -> float:
   return len(data) / len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
-def _slop_counts(texts: Sequence[str], n: int) -> collections.Counter[Ngram]:
-  words = [_SLOP_WORD.findall(t.lower()) for t in texts]
-  return collections.Counter(g for w in words for g in _ngrams(w, n))
+class Slop:
+  """The model's over-represented word n-grams (`slop_ngrams`) for any selection of a fixed
+  list of model texts and of human texts, each text's n-grams coded as integers once: a
+  bootstrap counts hundreds of selections of the same texts."""
+
+  def __init__(self, texts: Sequence[str], human_texts: Sequence[str],
+               orders: Sequence[int] = (1, 2, 3)):
+    _check_texts(texts)
+    _check_texts(human_texts)
+    words = [_SLOP_WORD.findall(t.lower()) for t in list(texts) + list(human_texts)]
+    self.orders, self.n_texts, self.names, self.codes = tuple(orders), len(texts), {}, {}
+    for n in self.orders:
+      grams = [_ngrams(w, n) for w in words]
+      names = sorted({g for text in grams for g in text})
+      code = {g: i for i, g in enumerate(names)}
+      self.names[n] = [" ".join(g) for g in names]
+      self.codes[n] = [np.fromiter((code[g] for g in text), np.int64, len(text)) for text in grams]
+
+  def _counts(self, n: int, idx: np.ndarray, offset: int) -> np.ndarray:
+    picked = [self.codes[n][offset + i] for i in idx]
+    return np.bincount(np.concatenate(picked + [np.zeros(0, np.int64)]),
+                       minlength=len(self.names[n]))
+
+  def ngrams(self, idx: np.ndarray, human_idx: np.ndarray, *, top: int = SLOP_TOP,
+             min_count: int = SLOP_MIN_COUNT) -> list[tuple[str, float, int, int]]:
+    """`slop_ngrams` of model texts[idx] against human texts[human_idx] (repeats allowed)."""
+    out = []
+    for n in self.orders:
+      model, human = self._counts(n, idx, 0), self._counts(n, human_idx, self.n_texts)
+      vocab = int(np.count_nonzero(model + human))
+      total_m, total_h = int(model.sum()) + vocab, int(human.sum()) + vocab
+      for g in np.flatnonzero(model >= min_count):
+        count, human_count = int(model[g]), int(human[g])
+        ratio = ((count + 1) / total_m) / ((human_count + 1) / total_h)
+        out.append((self.names[n][g], ratio, count, human_count))
+    out.sort(key=lambda x: (-x[1], -x[2], x[0]))
+    return out[:top]
+
+  def ratio(self, idx: np.ndarray, human_idx: np.ndarray, **kwargs) -> float:
+    """`slop_ratio` of the selection."""
+    found = self.ngrams(idx, human_idx, **kwargs)
+    return float(np.mean([r for _, r, _, _ in found])) if found else float("nan")
 
 
 def slop_ngrams(texts: Sequence[str], human_texts: Sequence[str], *, top: int = SLOP_TOP,
@@ -228,27 +300,17 @@ def slop_ngrams(texts: Sequence[str], human_texts: Sequence[str], *, top: int = 
   ratio(g) = f_model(g) / f_human(g). Candidates occur >= min_count times in the model's text;
   ties are broken by model count, then alphabetically.
   """
-  _check_texts(texts)
-  _check_texts(human_texts)
-  out = []
-  for n in orders:
-    model, human = _slop_counts(texts, n), _slop_counts(human_texts, n)
-    vocab = len(model.keys() | human.keys())
-    total_m, total_h = sum(model.values()) + vocab, sum(human.values()) + vocab
-    for gram, count in model.items():
-      if count >= min_count:
-        ratio = ((count + 1) / total_m) / ((human[gram] + 1) / total_h)
-        out.append((" ".join(gram), ratio, count, human[gram]))
-  out.sort(key=lambda x: (-x[1], -x[2], x[0]))
-  return out[:top]
+  return Slop(texts, human_texts, orders).ngrams(np.arange(len(texts)),
+                                                 np.arange(len(human_texts)), top=top,
+                                                 min_count=min_count)
 
 
 def slop_ratio(texts: Sequence[str], human_texts: Sequence[str], *, top: int = SLOP_TOP,
                min_count: int = SLOP_MIN_COUNT) -> float:
   """Mean ratio of `slop_ngrams` (1 = no phrase over-used; human text against itself: 1).
   NaN when no n-gram reaches min_count."""
-  found = slop_ngrams(texts, human_texts, top=top, min_count=min_count)
-  return float(np.mean([r for _, r, _, _ in found])) if found else float("nan")
+  return Slop(texts, human_texts).ratio(np.arange(len(texts)), np.arange(len(human_texts)),
+                                        top=top, min_count=min_count)
 
 
 def mauve(sample_features: np.ndarray, human_features: np.ndarray, *, seed: int = 25,
@@ -282,7 +344,7 @@ def compute(texts: Sequence[str], human_texts: Sequence[str], *,
   """
   rep = {n: rep_n(texts, n) for n in (2, 3, 4)}
   metrics = {f"rep_{n}": value for n, value in rep.items()}
-  metrics["diversity"] = float(np.prod([1.0 - value / 100.0 for value in rep.values()]))
+  metrics["diversity"] = _diversity(list(rep.values()))
   for n in (1, 2, 3):
     metrics[f"distinct_{n}"] = distinct_n(texts, n)
   metrics["self_bleu4"] = self_bleu(texts, 4, max_texts=self_bleu_max_texts, seed=seed)

@@ -23,18 +23,20 @@ RBF_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def sinkhorn(x_NxX, y_MxX, *, epsilon: float = 0.05, threshold: float = 1e-3,
-             max_iterations: int = 200, a_N=None, implicit_diff: bool = True):
+             max_iterations: int = 200, a_N=None, b_M=None, implicit_diff: bool = True,
+             relative_epsilon: str | None = "mean"):
   """(S_eps(alpha, beta), c_N): ott's debiased Sinkhorn divergence, epsilon relative to the
-  mean cost of x against y and shared by the three problems. Gradients with respect to the
-  points: implicit differentiation of the fixed point (default), or unrolled through the
-  iterations (implicit_diff=False)."""
+  mean cost of x against y and shared by the three problems (relative_epsilon=None: epsilon
+  as given). Gradients with respect to the points: implicit differentiation of the fixed
+  point (default), or unrolled through the iterations (implicit_diff=False)."""
   x, y = x_NxX.astype(jnp.float32), y_MxX.astype(jnp.float32)
   a = jnp.full((x.shape[0],), 1.0 / x.shape[0]) if a_N is None else a_N
   solve = dict(threshold=threshold, max_iterations=max_iterations,
                **({} if implicit_diff else {"implicit_diff": None}))
   with jax.numpy_rank_promotion("allow"):  # ott broadcasts implicitly inside
     value, out = sinkhorn_divergence.sinkdiv(
-        x, y, a=a, epsilon=epsilon, relative_epsilon="mean", solve_kwargs=solve)
+        x, y, a=a, b=b_M, epsilon=epsilon, relative_epsilon=relative_epsilon,
+        solve_kwargs=solve)
   (f_xy, _), (f_xx, _), _ = out.potentials
   c = f_xy - f_xx
   return value, c - jnp.dot(c, a)
@@ -47,7 +49,7 @@ def sq_dists(x_NxX, y_MxX):
                      - 2.0 * x @ y.T, 0.0)
 
 
-def _rbf_kernel(bandwidth2):
+def rbf_kernel(bandwidth2):
   def k(x, y):
     d2 = sq_dists(x, y)
     return sum(jnp.exp(-d2 / (s * bandwidth2)) for s in RBF_SCALES) / len(RBF_SCALES)
@@ -99,7 +101,7 @@ def mmd(x_NxF, y_MxF, *, a_N=None, bandwidth2=None):
   unless given."""
   x, y = x_NxF.astype(jnp.float32), y_MxF.astype(jnp.float32)
   a = jnp.full((x.shape[0],), 1.0 / x.shape[0]) if a_N is None else a_N
-  return _mmd_with_variation(_rbf_kernel(_bandwidth2(x, y, bandwidth2)), x, y, a)
+  return _mmd_with_variation(rbf_kernel(_bandwidth2(x, y, bandwidth2)), x, y, a)
 
 
 def _bandwidth2(x, y, bandwidth2=None):
@@ -127,7 +129,7 @@ def make(name: str, **kwargs):
     return fn
   if kwargs:
     raise ValueError(f"divergence {name!r} takes no settings, got {sorted(kwargs)}")
-  kernels = {"mmd": lambda x, y: _rbf_kernel(_bandwidth2(x, y)),
+  kernels = {"mmd": lambda x, y: rbf_kernel(_bandwidth2(x, y)),
              "energy": lambda x, y: _energy_kernel}
   if name in kernels:
     def fn(x, y):
