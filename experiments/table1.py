@@ -1,6 +1,7 @@
 """The paper's main table: base, SFT, DFT and the token-level baselines on one target domain.
 
-  python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1   # demo
+  python scripts/reproduce_table.py --sweep experiments/table1.py --root runs/table1 \
+      --num_prompts 128                                      # the README demo (one seed)
   python scripts/reproduce_table.py --sweep experiments/table1.py:seeds=3 --root runs/t1_full
   python scripts/reproduce_table.py --sweep experiments/table1.py:baselines=True,seeds=3 \
       --root runs/table1_all                                 # every row, 3 seeds
