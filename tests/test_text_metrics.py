@@ -350,11 +350,13 @@ def test_slop_ratio_of_human_text_is_one():
 def test_selection_forms_equal_the_metrics_on_the_selected_texts():
   # The bootstrap's forms (n-grams counted once, any selection with repeats) against the
   # metrics recomputed from the selected texts themselves.
-  texts, human = PROSE + HUMAN + TEXTS, HUMAN + TEXTS + PROSE
+  texts = PROSE + HUMAN + TEXTS + ["one", "two words", "", "three words here"]
+  human = (HUMAN + TEXTS + PROSE + ["a b c d e"] * 4)[:len(texts)]
   bleu, slop, per = self_bleu_lib.SelfBleu(texts, 4), tm.Slop(texts, human), tm.PerText(texts)
   rng = np.random.default_rng(0)
-  for size in (2, len(texts), 2 * len(texts)):
-    idx = rng.integers(0, len(texts), size)
+  short = np.arange(len(texts) - 4, len(texts) - 1)  # no 3-gram among them
+  for idx in [short] + [rng.integers(0, len(texts), size) for size in (2, len(texts),
+                                                                      2 * len(texts))]:
     picked, picked_human = [texts[i] for i in idx], [human[i] for i in idx]
     assert bleu(idx) == tm.self_bleu(picked, 4)
     assert bleu(idx, max_texts=3, seed=2) == tm.self_bleu(picked, 4, max_texts=3, seed=2)

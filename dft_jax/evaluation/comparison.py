@@ -135,7 +135,7 @@ def compare(runs: Sequence[ScoredRun], decoding: str, row: str, sft_fns: dict, h
   row_fns = row_fns or row_metrics(row_runs, decoding, held)
   human_fns = held.human_fns
   draws = intervals.clustered(held.doc_ids_N, reps, seed)
-  intervals.prefetch([*sft_fns.values(), *row_fns.values(), *human_fns.values()], draws, n)
+  intervals.prefetch([*sft_fns.values(), *row_fns.values(), *human_fns.values()], draws)
   deltas = {k: intervals.paired(sft_fns[k], row_fns[k], draws, n) for k in sft_fns}
   gaps = {k: intervals.gap_closed(sft_fns[k], row_fns[k], human_fns[k], draws, n)
           for k in GAP_CLOSED}

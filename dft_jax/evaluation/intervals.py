@@ -79,11 +79,13 @@ def memo(metric: Metric, *, batch: Callable[[list], list] | None = None,
   return cached
 
 
-def prefetch(metrics: Sequence[Metric], draws: Sequence[np.ndarray], n: int) -> None:
-  """Fills memoized metrics (`memo`) for every draw and all `n` units: the batched ones (the
-  feature divergences) in a few calls instead of one solve, and one compile, per draw size."""
+def prefetch(metrics: Sequence[Metric], draws: Sequence[np.ndarray]) -> None:
+  """Fills memoized metrics (`memo`) for every draw: the batched ones (the feature
+  divergences) in a few calls instead of one solve, and one compile, per draw size. The point
+  value on all the units is left to the metric itself, so it is the table's own value to the
+  bit (a batched value agrees with it to float rounding only)."""
   for metric in metrics:
-    metric.fill([np.arange(n)] + list(draws))
+    metric.fill(list(draws))
 
 
 def _centred(point: float, values: np.ndarray) -> tuple[float, float]:

@@ -48,6 +48,8 @@ class SelfBleu:
     grams = np.concatenate([per_text[i][0] for i in idx])
     counts = np.concatenate([per_text[i][1] for i in idx])
     owner = np.repeat(np.arange(len(idx)), [len(per_text[i][0]) for i in idx])
+    if not len(grams):  # every selected text shorter than the order
+      return np.zeros(len(idx)), np.zeros(len(idx))
     order = np.lexsort((-counts, grams))  # by n-gram, largest count first
     grams, counts, owner = grams[order], counts[order], owner[order]
     top = np.r_[True, grams[1:] != grams[:-1]]  # the first (largest) count of each n-gram
