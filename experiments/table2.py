@@ -6,7 +6,8 @@ chosen on the validation split (experiments/tune_table1.py, its rule fixed in ad
       --root runs/table2_narrative --decodings 0.7:0.9
 
 Domains: `narrative` (the King James Bible's narrative books: a register the 135M instruct
-model does not write in, 55 test documents) and `encyclopedia` (round one's domain). Rows:
+model does not write in, 55 test documents) and `encyclopedia` (round one's domain, re-split
+to 40 test articles; only base, SFT and DFT (stats) are chosen there so far). Rows:
 base, SFT and DFT (score-function, statistics space) per seed, plus the rows whose λ the
 domain's CHOSEN holds: DFT (embedding) and DFT (both) for lam_embedding / lam_both, and the
 baselines (MixCE, TaiLr, DyFT, EBFT-style) for lam_ebft, the token-level ones at their own
