@@ -115,6 +115,18 @@ def test_prepare_legal_end_to_end(tmp_path):
   assert all(r["documents"] == 0 for r in rows if r["name"] != "legal")
 
 
+@pytest.mark.skipif(not os.path.isdir("/usr/share/common-licenses"), reason="not a Debian system")
+def test_a_domain_prepared_with_another_split_is_prepared_again(tmp_path, monkeypatch):
+  before = prepare.prepare(["legal"], str(tmp_path))["legal"]
+  assert before["held_out"] == 0.1
+  monkeypatch.setitem(prepare._HELD_OUT, "legal", 0.3)
+  after = prepare.prepare(["legal"], str(tmp_path))["legal"]   # no --force
+  assert after["held_out"] == 0.3 and after["documents"] == before["documents"]
+  assert after["splits"]["test"]["documents"] > before["splits"]["test"]["documents"]
+  assert len(corpora.load_split("legal", "test", str(tmp_path))) == \
+      after["splits"]["test"]["documents"]
+
+
 def test_unavailable_domain_is_reported(tmp_path, monkeypatch):
   def broken(cache):
     raise RuntimeError("apt-get download dict-devil failed: no network")

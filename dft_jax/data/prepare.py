@@ -238,7 +238,7 @@ def _prepare_one(domain: str, root: str) -> dict:
   try:
     raw, bad, source = _READERS[domain](os.path.join(root, "cache"))
     docs = cleaning.dedup_filter(raw, _MIN_CHARS.get(domain, 200))
-    splits = cleaning.split_documents(docs, _HELD_OUT.get(domain, cleaning.HELD_OUT))
+    splits = cleaning.split_documents(docs, _held_out(domain))
   except Exception as e:  # noqa: BLE001 -- any failure makes the domain unavailable, with why
     info = {"name": domain, "source": corpora.SOURCES[domain], "license": license_,
             "status": "unavailable", "documents": 0, "bytes": 0,
@@ -254,21 +254,32 @@ def _prepare_one(domain: str, root: str) -> dict:
                    "bytes": sum(len(d.encode()) for d in splits[name])}
   info = {"name": domain, "source": source, "license": license_,
           "bytes": sum(s["bytes"] for s in sizes.values()), "documents": len(docs),
-          "splits": sizes, "replaced_characters": bad, "status": "ready"}
+          "splits": sizes, "held_out": _held_out(domain), "replaced_characters": bad,
+          "status": "ready"}
   files.write_text(os.path.join(out, "manifest.json"), json.dumps(info, indent=2) + "\n")
   return info
 
 
+def _held_out(domain: str) -> float:
+  return _HELD_OUT.get(domain, cleaning.HELD_OUT)
+
+
 def prepare(domains: Iterable[str] | None = None, data_dir: str | None = None, *,
             force: bool = False) -> dict[str, dict]:
-  """Prepare each domain (all by default) unless already ready; returns manifests by domain."""
+  """Prepare each domain (all by default) unless already ready with today's split (a domain
+  prepared with another held-out share is prepared again); returns manifests by domain."""
   domains = list(corpora.DOMAINS if domains is None else domains)
   for d in domains:
     corpora.check(d, corpora.DOMAINS, "domain")
   root, results = corpora.data_root(data_dir), {}
   for d in domains:
     info = corpora.manifest(d, root)
-    cached = info.get("status") == "ready" and not force
+    # manifests before the held-out share was recorded were split 80/10/10
+    resplit = info.get("held_out", cleaning.HELD_OUT) != _held_out(d)
+    cached = info.get("status") == "ready" and not force and not resplit
+    if info.get("status") == "ready" and resplit:
+      print(f"corpora: {d}: prepared with {info.get('held_out', cleaning.HELD_OUT):g} of the "
+            f"documents held out, now {_held_out(d):g}: preparing it again", file=sys.stderr)
     if not cached:
       info = _prepare_one(d, root)
     results[d] = info
