@@ -274,12 +274,12 @@ def prepare(domains: Iterable[str] | None = None, data_dir: str | None = None, *
   root, results = corpora.data_root(data_dir), {}
   for d in domains:
     info = corpora.manifest(d, root)
-    # manifests before the held-out share was recorded were split 80/10/10
-    resplit = info.get("held_out", cleaning.HELD_OUT) != _held_out(d)
+    recorded = info.get("held_out", cleaning.HELD_OUT)  # unrecorded: the 80/10/10 of before
+    resplit = info.get("status") == "ready" and recorded != _held_out(d)
     cached = info.get("status") == "ready" and not force and not resplit
-    if info.get("status") == "ready" and resplit:
-      print(f"corpora: {d}: prepared with {info.get('held_out', cleaning.HELD_OUT):g} of the "
-            f"documents held out, now {_held_out(d):g}: preparing it again", file=sys.stderr)
+    if resplit:
+      print(f"corpora: {d}: prepared with {recorded:g} of the documents held out, now "
+            f"{_held_out(d):g}: preparing it again", file=sys.stderr)
     if not cached:
       info = _prepare_one(d, root)
     results[d] = info

@@ -28,14 +28,14 @@ HEAD_TO_HEAD = ("feature_sinkhorn", "diversity")
 def _text_metrics(keys: Sequence[str], texts: Sequence[str], human: Sequence[str]) -> dict:
   """Text metric `key` -> its value on the units `idx` (numpy indices into both lists, repeats
   allowed), each text's words, n-grams and sentences counted once for every draw."""
-  per, slop, bleu = text_metrics.PerText(texts), None, None
+  per = text_metrics.PerText(texts)
   pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
   out = {}
-  for key in keys:
+  for key in keys:  # each key once: the closures below see their own objects
     if key == "self_bleu4":
-      out[key] = bleu = bleu or self_bleu.SelfBleu(texts, 4)
+      out[key] = self_bleu.SelfBleu(texts, 4)
     elif key == "slop_ratio":
-      slop = slop or text_metrics.Slop(texts, human)
+      slop = text_metrics.Slop(texts, human)
       out[key] = lambda idx: slop.ratio(idx, idx)
     elif key == "sent_len_w1":
       per_human = text_metrics.PerText(human)

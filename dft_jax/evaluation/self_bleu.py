@@ -1,6 +1,7 @@
 """Self-BLEU (Zhu et al. 2018): BLEU-n of each text against all the others as references,
 averaged; NLTK's corpus-free sentence BLEU with SmoothingFunction().method1, computed from each
-n-gram's two largest counts among the texts so it is O(texts) instead of O(texts^2)."""
+n-gram's two largest counts among the texts (one sort) instead of a pass over the others per
+text."""
 
 from __future__ import annotations
 
@@ -106,9 +107,4 @@ def self_bleu(texts: Sequence[str], n: int = 4, *, max_texts: int | None = SELF_
   against the other subsampled texts. Lower is more diverse.
   """
   check_texts(texts)
-  chosen = _subsample(len(texts), max_texts, seed)
-  if chosen is not None:
-    texts = [texts[i] for i in chosen]
-  if len(texts) < 2:
-    raise ValueError("self-BLEU needs at least 2 texts")
-  return SelfBleu(texts, n)(np.arange(len(texts)), max_texts=None)
+  return SelfBleu(texts, n)(np.arange(len(texts)), max_texts=max_texts, seed=seed)

@@ -68,7 +68,7 @@ def _unique_and_total(text: str, n: int) -> tuple[int, int]:
 
 
 def _rep(num_unique: int, num_total: int) -> float:
-  return 0.0 if num_total == 0 else 100.0 * (1.0 - num_unique / num_total)
+  return 0.0 if num_total == 0 else float(100.0 * (1.0 - num_unique / num_total))
 
 
 def _diversity(reps: Sequence[float]) -> float:
