@@ -238,3 +238,14 @@ def test_narrative_reader_keeps_the_narrative_books_words_only(tmp_path, monkeyp
   assert bad == 0 and source.startswith("Debian bibledit-data 1.0: usr/share/bibledit/sources")
   assert docs == ["In the beginning God created the heaven. And it was so.",
                   "Thus the heavens were finished."]
+
+
+def test_wisdom_reader_keeps_the_poetry_books_only(tmp_path, monkeypatch):
+  """The same Bible, the other books: Psalms kept, Genesis (narrative) dropped."""
+  path = tmp_path / "kjv.xml"
+  path.write_text(_OSIS, encoding="utf-8")
+  monkeypatch.setattr(prepare, "_debian_files",
+                      lambda package, paths, cache: ([str(path)], f"Debian {package} 1.0"))
+  docs, _, source = prepare.read_wisdom(str(tmp_path))
+  assert docs == ["A psalm, not narrative."]
+  assert source.endswith("(Job, Ps, Prov, Eccl, Song, Lam)")

@@ -22,7 +22,7 @@ import os
 import shlex
 
 
-DOMAINS = ("news", "encyclopedia", "legal", "literary", "aphorisms", "narrative")
+DOMAINS = ("news", "encyclopedia", "legal", "literary", "aphorisms", "narrative", "wisdom")
 SPLITS = ("train", "validation", "test")
 
 # Where each domain comes from; a manifest's "source" before the domain is prepared (preparing
@@ -37,12 +37,16 @@ COMMON_LICENSES = "/usr/share/common-licenses"
 NARRATIVE_BOOKS = ("Gen", "Exod", "Lev", "Num", "Deut", "Josh", "Judg", "Ruth", "1Sam", "2Sam",
                    "1Kgs", "2Kgs", "1Chr", "2Chr", "Ezra", "Neh", "Esth",
                    "Matt", "Mark", "Luke", "John", "Acts")
+# Its poetry and wisdom books: verse in short, parallel clauses (the human sentence-length
+# variance of 64-token windows is about half the narrative books'), a rhythm SFT must learn.
+WISDOM_BOOKS = ("Job", "Ps", "Prov", "Eccl", "Song", "Lam")
 SOURCES = {
     "news": f"PyPI {GENSIM}: {LEE}", "encyclopedia": f"PyPI {GENSIM}: {ENWIKI}",
     "legal": f"Debian base-files: {COMMON_LICENSES}/*",
     "literary": "Debian dict-devil: usr/share/dictd/devil.dict.dz",
     "aphorisms": "Debian fortunes-min: usr/share/games/fortunes/{fortunes,literature,riddles}",
-    "narrative": "Debian bibledit-data: usr/share/bibledit/sources/kjv.xml (narrative books)"}
+    "narrative": "Debian bibledit-data: usr/share/bibledit/sources/kjv.xml (narrative books)",
+    "wisdom": "Debian bibledit-data: usr/share/bibledit/sources/kjv.xml (poetry and wisdom books)"}
 LICENSES = {
     "news": "LGPL-2.1-only (gensim package, per its METADATA); the Lee corpus is ABC news text "
             "distributed with gensim's tests",
@@ -51,7 +55,8 @@ LICENSES = {
     "literary": "public domain (Ambrose Bierce, The Devil's Dictionary)",
     "aphorisms": "BSD-3-Clause (fortune-mod, per Debian fortunes-min copyright); quotations from "
                  "various authors",
-    "narrative": "public domain (King James Version, 1769 text; Crown patent in the UK only)"}
+    "narrative": "public domain (King James Version, 1769 text; Crown patent in the UK only)",
+    "wisdom": "public domain (King James Version, 1769 text; Crown patent in the UK only)"}
 PREPARE_COMMAND = "python -m dft_jax.data.prepare"
 
 
