@@ -26,7 +26,8 @@ pretrained defaults above:
 
 Rows: "base", "SFT", "DFT (score-function)"; features=stats:embedding:both adds "DFT
 (embedding)" and "DFT (both)" (the feature-space ablation at the table's setting); with
-baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/baselines.py).
+baselines=True "MixCE", "TaiLr", "DyFT" and "EBFT-style" (EMO: experiments/baselines.py), or some
+of them: baselines=ebft, baselines=mixce:tailr.
 Every fine-tune starts from `base` and is repeated over seeds 0..seeds-1, seed-major, so a
 sweep cut short already has each row. Arguments: domain, model, seeds, steps (fine-tunes),
 base_steps (model=tiny only), lr, lam, clip (loss.feature_clip of the DFT rows; 0 = off),
@@ -54,7 +55,8 @@ from experiments import base, dft
 PRETRAINED = dict(steps=30, lr=5e-5, lam=0.001, clip=0.0)
 TINY = dict(steps=100, lr=1e-3, lam=0.002, clip=0.0)  # the from-scratch toy (dft.py's LAM)
 DEPLOYED = dict(temperature=0.7, top_p=0.9, gen_len=48, dist_batch=8)
-SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines=False, features="stats",  # sweep only
+RIVALS = ("mixce", "tailr", "dyft", "ebft")  # the baselines' rows, in the table's order
+SWEEP_ARGS = dict(seeds=1, base_steps=300, baselines="False", features="stats",  # sweep only
                   lam_embedding=-1.0, lam_both=-1.0, lam_ebft=-1.0,  # < 0: lam
                   eta=-1.0, gamma=-1.0, lr_dyft=-1.0)  # < 0: baselines.py's eta, gamma; lr
 
@@ -117,6 +119,18 @@ def get_config(arg=None):
                 samples=a.samples)
 
 
+def _rivals(baselines: str) -> list[str]:
+  """The baselines argument: True (every rival), False, or ":"-separated rows of RIVALS."""
+  if baselines.lower() in ("1", "true", "yes", "0", "false", "no", ""):
+    return list(RIVALS) if baselines.lower() in ("1", "true", "yes") else []
+  rivals = baselines.split(":")
+  unknown = [r for r in rivals if r not in RIVALS]
+  if unknown:
+    raise ValueError(f"table1: unknown baseline(s) {', '.join(unknown)}; expected True, False "
+                     f"or some of {':'.join(RIVALS)}")
+  return rivals
+
+
 def get_sweep(arg=None):
   a = _arg(arg)
   common = sweeps.arg_string(domain=a.domain, model=a.model, steps=a.steps, lr=a.lr)
@@ -127,17 +141,18 @@ def get_sweep(arg=None):
     if space != "stats":
       rows.append((f"dft_{space}", f"DFT ({space})",
                    f"experiments/dft.py:{_dft_arg(a, own_lam[space])},features={space}"))
-  if a.baselines:
+  rivals = _rivals(a.baselines)
+  if rivals:
     def own(**knob):  # a rival's tuned knob, when given (>= 0)
       return "".join(f",{k}={v:g}" for k, v in knob.items() if v >= 0)
     dyft = common if a.lr_dyft < 0 else sweeps.arg_string(
         domain=a.domain, model=a.model, steps=a.steps, lr=a.lr_dyft)
-    rows += [("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}{own(eta=a.eta)}"),
-             ("tailr", "TaiLr",
-              f"experiments/baselines.py:loss=tailr,{common}{own(gamma=a.gamma)}"),
-             ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{dyft}"),
-             ("ebft", "EBFT-style",
-              f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft)}")]
+    rows += [row for row in [
+        ("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}{own(eta=a.eta)}"),
+        ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}{own(gamma=a.gamma)}"),
+        ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{dyft}"),
+        ("ebft", "EBFT-style", f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft)}")]
+        if row[0] in rivals]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]
   for seed in range(a.seeds):
     runs += [sweeps.run(f"{key}_s{seed}", run_config, row=row, seed=seed, init_from="{base}")

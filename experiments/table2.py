@@ -6,12 +6,12 @@ chosen on the validation split (experiments/tune_table1.py, its rule fixed in ad
       --root runs/table2_narrative --decodings 0.7:0.9
 
 Domains: `narrative` (the King James Bible's narrative books: a register the 135M instruct
-model does not write in, 55 test documents) and `encyclopedia` (round one's domain, re-split
-to 40 test articles; only base, SFT and DFT (stats) are chosen there so far). Rows:
-base, SFT and DFT (score-function, statistics space) per seed, plus the rows whose λ the
-domain's CHOSEN holds: DFT (embedding) and DFT (both) for lam_embedding / lam_both, and the
-baselines (MixCE, TaiLr, DyFT, EBFT-style) for lam_ebft, the token-level ones at their own
-chosen knob (eta, gamma, lr_dyft), and the samples per step of the sampled rows (samples).
+model does not write in, 55 test documents), `wisdom` (its poetry and wisdom books: short
+parallel clauses, 84 test chapters) and `encyclopedia` (round one's domain, re-split to 40
+test articles). Rows: base, SFT and DFT (score-function, statistics space) per seed, plus the
+rows whose own value the domain's CHOSEN holds: DFT (embedding) and DFT (both) for
+lam_embedding / lam_both, EBFT-style for lam_ebft, MixCE for eta, TaiLr for gamma, DyFT for
+lr_dyft; and the samples per step of the sampled rows (samples).
 Arguments: domain, seeds (3), and any of table1's (they override CHOSEN and its rows).
 """
 
@@ -50,6 +50,10 @@ CHOSEN = {
 }
 
 
+# A rival is a row of the domain's table once its own knob is chosen there.
+_RIVAL_KNOBS = (("mixce", "eta"), ("tailr", "gamma"), ("dyft", "lr_dyft"), ("ebft", "lam_ebft"))
+
+
 def _table1_arg(arg: str | None) -> str:
   """table1's argument string: CHOSEN for the domain, seeds=3, then the caller's own."""
   items = [i for i in (arg or "").split(",") if i]
@@ -61,7 +65,7 @@ def _table1_arg(arg: str | None) -> str:
   chosen = CHOSEN[domain]
   spaces = ["stats"] + [s for s in ("embedding", "both") if f"lam_{s}" in chosen]
   defaults = {"domain": domain, "seeds": "3", "features": ":".join(spaces),
-              "baselines": str("lam_ebft" in chosen),
+              "baselines": ":".join(r for r, knob in _RIVAL_KNOBS if knob in chosen) or "False",
               **{k: f"{v:g}" for k, v in chosen.items()}}
   return sweeps.arg_string(**{**defaults, **given})
 

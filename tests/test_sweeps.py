@@ -91,16 +91,21 @@ def test_table2_rows_follow_what_was_chosen(monkeypatch):
                            lr_dyft=5e-6))
   runs = table2.get_sweep("model=tiny,seeds=2")
   names = [r["name"] for r in runs]
-  assert names[:8] == ["base", "sft_s0", "dft_s0", "dft_both_s0", "mixce_s0", "tailr_s0",
-                       "dyft_s0", "ebft_s0"] and len(names) == 15  # no embedding λ: no row
+  # no embedding λ and no TaiLr γ chosen: no rows for them
+  assert names[:7] == ["base", "sft_s0", "dft_s0", "dft_both_s0", "mixce_s0", "dyft_s0",
+                       "ebft_s0"] and len(names) == 13
   built = {r["name"]: sweeps.build_config(r, ROOT) for r in runs if r["name"] != "base"}
   loss = {name: c.loss for name, c in built.items()}
   assert (loss["dft_s1"].lam, loss["dft_both_s1"].lam, loss["ebft_s1"].lam) == \
       (0.0001, 0.0003, 0.01)
-  # the rivals' own knobs: MixCE's η and DyFT's lr as chosen; TaiLr's γ not chosen: default
-  assert (loss["mixce_s1"].eta, built["dyft_s1"].optim.lr, loss["tailr_s1"].gamma) == (
-      0.9, 5e-6, 0.1)
-  assert built["tailr_s1"].optim.lr == built["sft_s1"].optim.lr != 5e-6
+  # the rivals' own knobs: MixCE's η and DyFT's lr as chosen
+  assert (loss["mixce_s1"].eta, built["dyft_s1"].optim.lr) == (0.9, 5e-6)
+  assert built["mixce_s1"].optim.lr == built["sft_s1"].optim.lr != 5e-6
+  # table1 takes some of the rivals by name, and names an unknown one
+  assert [r["name"] for r in sweeps.load("experiments/table1.py:model=tiny,baselines=ebft")] \
+      == ["base", "sft_s0", "dft_s0", "ebft_s0"]
+  with pytest.raises(ValueError, match="unknown baseline.*emo"):
+    sweeps.load("experiments/table1.py:model=tiny,baselines=ebft:emo")
   monkeypatch.setitem(table2.CHOSEN, "narrative", dict(lam=0.0001, clip=0.0))
   assert [r["name"] for r in table2.get_sweep("model=tiny,seeds=1")] == [
       "base", "sft_s0", "dft_s0"]
