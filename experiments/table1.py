@@ -93,12 +93,15 @@ def _dft_kwargs(a) -> dict:
               lam=a["lam"], estimator="score_function", **decoding, **clip)
 
 
-def _dft_arg(a, lam: float = -1.0) -> str:
+def _dft_arg(a, lam: float = -1.0, *, clipped: bool = True) -> str:
   """The table's DFT run as experiments/dft.py's argument string (what its runs say); lam >= 0
-  replaces the table's λ (the rows tuned on their own)."""
+  replaces the table's λ (the rows tuned on their own); clipped=False drops the statistics'
+  clip (EBFT-style matches embeddings only: it has no statistics to clip)."""
   kwargs = _dft_kwargs(a)
   if lam >= 0:
     kwargs["lam"] = lam
+  if not clipped:
+    kwargs.pop("clip", None)
   return sweeps.arg_string(**kwargs)
 
 
@@ -151,7 +154,8 @@ def get_sweep(arg=None):
         ("mixce", "MixCE", f"experiments/baselines.py:loss=mixce,{common}{own(eta=a.eta)}"),
         ("tailr", "TaiLr", f"experiments/baselines.py:loss=tailr,{common}{own(gamma=a.gamma)}"),
         ("dyft", "DyFT", f"experiments/baselines.py:loss=dyft,{dyft}"),
-        ("ebft", "EBFT-style", f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft)}")]
+        ("ebft", "EBFT-style",
+         f"experiments/baselines.py:loss=ebft,{_dft_arg(a, a.lam_ebft, clipped=False)}")]
         if row[0] in rivals]
   runs = [sweeps.base_run(a.model, a.base_steps, domain=a.domain)]
   for seed in range(a.seeds):

@@ -96,7 +96,7 @@ def get_sweep(arg=None):
     for lam, clip, samples in grid:
       a.lam, a.clip, a.samples = lam, clip, samples
       if row == "ebft":
-        config = f"experiments/baselines.py:loss=ebft,{table1._dft_arg(a)}"
+        config = f"experiments/baselines.py:loss=ebft,{table1._dft_arg(a, clipped=False)}"
       else:
         config = f"experiments/dft.py:{table1._dft_arg(a)}" + (
             f",features={row}" if row != "stats" else "")

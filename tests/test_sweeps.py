@@ -81,6 +81,7 @@ def test_table1_rows_take_their_own_lambda_and_clip():
   loss = {r["name"]: sweeps.build_config(r, ROOT).loss for r in runs if r["name"] != "base"}
   assert (loss["dft_s0"].lam, loss["dft_both_s0"].lam, loss["ebft_s0"].lam) == (0.003, 0.01, 0.03)
   assert loss["dft_s0"].feature_clip == loss["dft_both_s0"].feature_clip == 5.0
+  assert loss["ebft_s0"].feature_clip == 0.0  # embeddings only: no statistics to clip
   assert "clip" not in sweeps.load("experiments/table1.py")[2]["config"]  # off: as before
 
 
