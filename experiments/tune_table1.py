@@ -3,6 +3,7 @@
   python scripts/reproduce_table.py --sweep experiments/tune_table1.py:domain=narrative \
       --root runs/tune_narrative --split validation --decodings 0.7:0.9 --num_prompts 256
   python -m experiments.tune_table1 runs/tune_narrative/table/results.json     # the choices
+  (several results.json of one grid, each table scored against the same SFT run, are read as one)
 
 The rule, fixed before any run: for each tuned row (DFT in each feature space, EBFT-style), of
 its λ on the grid whose perplexity is within +3% of SFT's (the point ratio), the λ that closes
@@ -110,13 +111,14 @@ def get_config(arg=None):
   return table1.get_config(_split_own(arg)[1])
 
 
-def choose(results: dict) -> list[dict]:
-  """The rule applied to a tuning table's results.json (its first decoding): per tuned row,
+def choose(*results: dict) -> list[dict]:
+  """The rule applied to tuning tables' results.json (each its first decoding; several tables
+  of one grid, all against the same SFT run and prompts, are read as one): per tuned row,
   every candidate {row, knob, value, clip, samples, ppl_ratio, gap_closed, qualifies, chosen}; a row
   with no qualifying value has its lowest-perplexity one chosen, with qualifies False."""
-  decoding = next(iter(results["decodings"].values()))
+  comparisons = [c for r in results for c in next(iter(r["decodings"].values()))["comparisons"]]
   out = []
-  for comp in decoding["comparisons"]:
+  for comp in comparisons:
     m = _LABEL.match(comp["row"])
     if not m:
       continue
@@ -153,8 +155,12 @@ def report(candidates: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def _load(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
 if __name__ == "__main__":
-  if len(sys.argv) != 2:
-    sys.exit("usage: python -m experiments.tune_table1 TUNING_TABLE/results.json")
-  with open(sys.argv[1]) as f:
-    print(report(choose(json.load(f))))
+  if len(sys.argv) < 2:
+    sys.exit("usage: python -m experiments.tune_table1 TUNING_TABLE/results.json [MORE ...]")
+  print(report(choose(*map(_load, sys.argv[1:]))))

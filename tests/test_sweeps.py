@@ -143,6 +143,12 @@ def test_tune_table1_grid_and_rule():
   # no qualifying value: the row still gets one, its lowest-perplexity value, said as such
   assert [(c["row"], c["value"]) for c in chosen if c["chosen"] and not c["qualifies"]] == [
       ("ebft", 0.001)]
+  # two tables of one grid are read as one: a better value in the second wins
+  more = {"decodings": {"deployed": {"comparisons": [
+      comp("stats (λ=0.003, clip=0)", 0.02, 0.7), comp("ebft (λ=0.0003, clip=0)", 0.01, 0.1)]}}}
+  both = tune_table1.choose(results, more)
+  assert [(c["row"], c["value"], c["clip"]) for c in both if c["chosen"]] == [
+      ("stats", 0.003, 0.0), ("ebft", 0.0003, 0.0)]
 
 
 def test_tune_table1_second_knob_samples_per_step():
