@@ -50,7 +50,7 @@ CHOSEN = {
     # The KJV's poetry and wisdom books (2026-12-06), 16 samples per step (narrative's second
     # knob, not re-tuned). λ {0.0001, 0.0003, 0.001} x clip {0, 5}: unclipped, +4.1% / +5.3% /
     # +18% perplexity, none qualifies (a few degenerate samples far out in the standardized
-    # statistics make the score-function term swamp CE under gradient clipping); clipped at
+    # statistics, likely swamping CE under the gradient clip: not measured); clipped at
     # ±5 sd, +0.3% / +1.6% / +8.3%, closing 0.21 / 0.51 / 0.82 of the feature gap: λ 0.0003,
     # clip 5. EBFT-style λ {0.01, 0.03}: +2.1% / +7.8%, closing 0.30 / 0.46: λ 0.01.
     # MixCE, TaiLr, DyFT and the embedding / both spaces are not tuned on this domain yet.

@@ -38,7 +38,8 @@ NARRATIVE_BOOKS = ("Gen", "Exod", "Lev", "Num", "Deut", "Josh", "Judg", "Ruth", 
                    "1Kgs", "2Kgs", "1Chr", "2Chr", "Ezra", "Neh", "Esth",
                    "Matt", "Mark", "Luke", "John", "Acts")
 # Its poetry and wisdom books: verse in short, parallel clauses (the human sentence-length
-# variance of 64-token windows is about half the narrative books'), a rhythm SFT must learn.
+# variance of the table's 48-token windows is about half the narrative books'), a rhythm SFT
+# must learn.
 WISDOM_BOOKS = ("Job", "Ps", "Prov", "Eccl", "Song", "Lam")
 SOURCES = {
     "news": f"PyPI {GENSIM}: {LEE}", "encyclopedia": f"PyPI {GENSIM}: {ENWIKI}",
