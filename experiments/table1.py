@@ -124,8 +124,11 @@ def get_config(arg=None):
 
 def _rivals(baselines: str) -> list[str]:
   """The baselines argument: True (every rival), False, or ":"-separated rows of RIVALS."""
-  if baselines.lower() in ("1", "true", "yes", "0", "false", "no", ""):
-    return list(RIVALS) if baselines.lower() in ("1", "true", "yes") else []
+  flag = baselines.lower()
+  if flag in ("1", "true", "yes"):
+    return list(RIVALS)
+  if flag in ("0", "false", "no", ""):
+    return []
   rivals = baselines.split(":")
   unknown = [r for r in rivals if r not in RIVALS]
   if unknown:

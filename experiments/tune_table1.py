@@ -163,4 +163,8 @@ def _load(path: str) -> dict:
 if __name__ == "__main__":
   if len(sys.argv) < 2:
     sys.exit("usage: python -m experiments.tune_table1 TUNING_TABLE/results.json [MORE ...]")
-  print(report(choose(*map(_load, sys.argv[1:]))))
+  try:
+    tables = [_load(path) for path in sys.argv[1:]]
+  except (OSError, ValueError) as e:  # a missing or unreadable results.json: one line
+    sys.exit(f"tune_table1: {e}")
+  print(report(choose(*tables)))
