@@ -56,6 +56,9 @@ flags.DEFINE_string("embedding_run", "", "Run whose model embeds every text for 
                     "embedding MMD² / MAUVE columns: 'first' (the first run: base), a run "
                     "directory, or '' for none (default: a forward pass of that model over "
                     "every text set, ~25 s per set for SmolLM2 on 2 CPU cores).")
+flags.DEFINE_bool("reuse_scores", True, "Reuse a run's scores kept in RUN/scores/ by an "
+                  "earlier table with the same prompts, settings and checkpoint (--noreuse_scores: "
+                  "score every run again).")
 FLAGS = flags.FLAGS
 
 
@@ -94,7 +97,8 @@ def main(argv):
                         decodings=reproduce.parse_decodings(FLAGS.decodings),
                         bootstrap=FLAGS.bootstrap, feature_clip=FLAGS.feature_clip,
                         embedding_run=(pairs[0][0] if FLAGS.embedding_run == "first"
-                                       else FLAGS.embedding_run or None))
+                                       else FLAGS.embedding_run or None),
+                        reuse_scores=FLAGS.reuse_scores)
   except (ValueError, FileNotFoundError, RuntimeError) as e:  # SweepError too
     print(f"reproduce_table: error: {e}", file=sys.stderr)
     sys.exit(1)

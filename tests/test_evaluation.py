@@ -1,6 +1,7 @@
 """Sampling and evaluation end to end: the CLIs, perplexity, feature divergences, the human row,
 tables, and reproduce_table on two tiny finished runs."""
 
+import dataclasses
 import json
 import math
 import os
@@ -12,7 +13,8 @@ import pytest
 from flax import nnx
 
 from dft_jax.data import tokenizer as tokenizer_lib
-from dft_jax.evaluation import comparison, intervals, report, reproduce, samples, tables
+from dft_jax.evaluation import (comparison, intervals, report, reproduce, samples, score_cache,
+                                 scored, tables)
 from dft_jax.evaluation.scored import ScoredRun
 from dft_jax.models import Decoder, ModelConfig
 
@@ -223,6 +225,39 @@ def test_reproduce_table_without_an_sft_row_writes_the_table_alone(runs):
   assert rows[1:rows.index("human") + 1] == ["base", "DFT (score-function)", "human"]
   [(_, decoding)] = json.load(open(os.path.join(out, "results.json")))["decodings"].items()
   assert decoding["comparisons"] == [] and len(decoding["runs"]) == 2
+
+
+def test_a_second_table_reuses_each_runs_scores_and_a_retrained_run_misses(runs):
+  table = lambda out, *extra: train_utils.run([  # noqa: E731
+      sys.executable, "scripts/reproduce_table.py", runs["base"] + "=SFT",
+      runs["tuned"] + "=DFT (score-function)", "--out", str(runs["root"] / out),
+      "--num_prompts", "5", "--prompt_len", "4", "--max_new_tokens", "8", "--ppl_docs", "4",
+      "--bootstrap", "5", "--decodings", "1:1", *extra])
+  done = [table(out, *extra) for out, extra in (("reuse_a", ()), ("reuse_b", ()),
+                                                ("reuse_c", ("--noreuse_scores",)))]
+  assert all(d.returncode == 0 for d in done), done[-1].stderr[-3000:]
+  scored_lines = [[line for line in d.stdout.splitlines() if line.startswith("[table] ") and
+                   ("/2 SFT" in line or "/2 DFT" in line)] for d in done]
+  assert [[" | reused" in line for line in lines] for lines in scored_lines] == [
+      [False, False], [True, True], [False, False]]
+  results = [json.load(open(runs["root"] / out / "results.json"))["decodings"]["deployed: T=1"]
+             for out in ("reuse_a", "reuse_b")]
+  for key in ("perplexity", "diversity", "feature_sinkhorn", "judge_accuracy"):
+    assert [r[key] for r in results[0]["runs"]] == [r[key] for r in results[1]["runs"]], key
+  samples_of = lambda out: open(runs["root"] / out / "samples" / "tuned.0.jsonl").read()  # noqa
+  assert samples_of("reuse_a") == samples_of("reuse_b")
+  # the key: the same run and settings give one key; a rewritten checkpoint another
+  held = scored.HeldOut(None, np.zeros((5, 4), np.int32), np.zeros(5), ["a"], ["b"], ["c"],
+                        None, None, {})
+  settings = reproduce.Settings("c", "test", 4, 8, 0, (("T=1", {}),), 4, 5, False, "out")
+  before = score_cache.key(runs["tuned"], held, settings)
+  assert before == score_cache.key(runs["tuned"], held, settings)
+  assert before != score_cache.key(runs["tuned"], held, dataclasses.replace(settings, split="x"))
+  step_dir = os.path.join(runs["tuned"], "checkpoints", "4")
+  stat = os.stat(step_dir)
+  os.utime(step_dir, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+  assert score_cache.key(runs["tuned"], held, settings) != before
+  os.utime(step_dir, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_sample_cli_decodes_at_the_given_temperature_and_top_p(runs, tmp_path):

@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dft_jax.data import files, sources, tokenizer as tokenizer_lib
-from dft_jax.evaluation import (comparison, intervals, judge, plots, report, samples, tables,
-                                 text_metrics)
+from dft_jax.evaluation import (comparison, intervals, judge, plots, report, samples,
+                                 score_cache, tables, text_metrics)
 from dft_jax.evaluation.scored import Decoded, HeldOut, ScoredRun
 from dft_jax.train import checkpoint, provenance
 
@@ -119,7 +119,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
               max_new_tokens: int = 48, seed: int = 0, ppl_docs: int = 64,
               ppl_pieces: int | None = 64, decodings=DECODINGS, bootstrap: int = 200,
               reported: bool = True, embedding_run: str | None = None,
-              feature_clip: float = FEATURE_CLIP,
+              feature_clip: float = FEATURE_CLIP, reuse_scores: bool = True,
               log: Callable[[str], None] = print) -> dict:
   """Evaluates (workdir, row label or None) pairs at each decoding; writes results.json,
   table.md, table.tex and PNG plots into `out_dir`; returns {decoding label: table}.
@@ -129,6 +129,8 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   embedding_run: a run whose model embeds every text for `embedding_mmd` (report.EmbeddingSpace).
   feature_clip: > 0 winsorizes the feature statistics at ±clip human sds (report.FeatureSpace).
   Intervals resample documents, then prompts within them (intervals.clustered).
+  reuse_scores: take a run's scores from its score cache when it was scored alike before
+  (score_cache.py), and keep new ones there.
   """
   if not runs:
     raise ValueError("no runs to tabulate")
@@ -148,7 +150,7 @@ def reproduce(runs: Sequence[tuple[str, str | None]], out_dir: str, *, corpus: s
   log(f"[table] {len(runs)} runs, {num_prompts} prompts of {corpus} ({split}) x "
       f"{len(decodings)} decodings, {max_new_tokens} new tokens, sampling seed {seed}")
   progress = lambda line: log(f"{line} ({time.time() - start:.0f}s)")  # noqa: E731
-  scored = Evaluator(held, settings, log=progress).run(
+  scored = Evaluator(held, settings, log=progress, reuse_scores=reuse_scores).run(
       [(workdir, label) for (workdir, _), label in zip(runs, labels)])
   tables_out = write_table(scored, held, settings, log)
   first = {}
@@ -204,8 +206,9 @@ class Evaluator:
   kept on the evaluator, so tables and plots are built from what it returns)."""
 
   def __init__(self, held: HeldOut, settings: Settings, *,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, reuse_scores: bool = True):
     self.held, self.settings, self.log = held, settings, log
+    self.reuse_scores = reuse_scores
 
   def run(self, runs: Sequence[tuple[str, str]]) -> list[ScoredRun]:
     """(workdir, row label) pairs -> their scores, in order; logs a line per run and decoding."""
@@ -213,31 +216,41 @@ class Evaluator:
             for i, (workdir, row) in enumerate(runs)]
 
   def score_run(self, workdir: str, row: str, *, progress: str = "") -> ScoredRun:
-    """Perplexity on the held-out documents, then samples and their scores at each decoding."""
+    """Perplexity on the held-out documents, then samples and their scores at each decoding;
+    reused from the run's score cache (score_cache.py) when it was scored alike before."""
     held, s = self.held, self.settings
-    model, _ = checkpoint.load_model(workdir)
-    ppl = report.perplexity(model, held.tok, held.ppl_texts, per_piece=True,
-                            max_pieces=s.ppl_pieces)
+    seed = int(samples.run_config(workdir).get("seed", 0))
+    cache_key = score_cache.key(workdir, held, s) if self.reuse_scores else None
+    cached = score_cache.load(workdir, cache_key)
+    if cached is None:
+      model, _ = checkpoint.load_model(workdir)
+      ppl = report.perplexity(model, held.tok, held.ppl_texts, per_piece=True,
+                              max_pieces=s.ppl_pieces)
+      by_decoding = {dlabel: self.sample_and_score(model, decoding)
+                     for dlabel, decoding in s.decodings}
+    else:
+      ppl, by_decoding = cached
     name = os.path.basename(os.path.normpath(workdir))
-    decoded = {}
-    for d, (dlabel, decoding) in enumerate(s.decodings):
-      path = os.path.join(s.out_dir, "samples", f"{name}.{d}.jsonl")
-      decoded[dlabel] = dec = self.sample_and_score(model, decoding, path)
+    for d, (dlabel, (dec, rows)) in enumerate(by_decoding.items()):
+      samples.write_jsonl(os.path.join(s.out_dir, "samples", f"{name}.{d}.jsonl"), rows)
       m = dec.metrics
       self.log(f"[table] {progress}{row} ({dlabel}): ppl {ppl['perplexity']:.2f} | "
                f"diversity {m['diversity']:.3f} | sent. len. var {m['sent_len_var']:.1f} | "
-               f"sinkhorn {m['feature_sinkhorn']:.2f} | judge {m['judge_accuracy']:.2f}")
-    seed = int(samples.run_config(workdir).get("seed", 0))
-    return ScoredRun(row, workdir, seed, ppl, decoded)
+               f"sinkhorn {m['feature_sinkhorn']:.2f} | judge {m['judge_accuracy']:.2f}"
+               + (" | reused" if cached else ""))
+    scored = ScoredRun(row, workdir, seed, ppl, {d: dec for d, (dec, _) in by_decoding.items()})
+    if cached is None:
+      score_cache.save(workdir, cache_key, scored,
+                       {d: rows for d, (_, rows) in by_decoding.items()})
+    return scored
 
-  def sample_and_score(self, model, decoding: dict, path: str) -> Decoded:
-    """The model's continuations of the held-out prompts at `decoding` (written to `path`),
-    their metrics, feature-space divergences, judge verdicts, embeddings and MAUVE."""
+  def sample_and_score(self, model, decoding: dict) -> tuple[Decoded, list[dict]]:
+    """The model's continuations of the held-out prompts at `decoding`, their metrics,
+    feature-space divergences, judge verdicts, embeddings and MAUVE; and the sample rows."""
     held, s = self.held, self.settings
     conts = samples.continue_prompts(model, held.prompts_NxP, max_new_tokens=s.max_new_tokens,
                                      seed=s.seed, eos=held.tok.eos_id, batch_size=64, **decoding)
     rows = samples.records(held.tok, held.prompts_NxP, conts)
-    samples.write_jsonl(path, rows)
     texts = [r["text"] for r in rows]
     feats_NxF = held.space(texts)
     metrics = text_metrics.compute(texts, held.human, seed=s.seed)
@@ -250,7 +263,7 @@ class Evaluator:
       metrics.update(held.emb_space.divergences(emb_NxE))
     metrics.update(report.mauve_scores(feats_NxF, held.space.human_NxF, emb_NxE,
                                        None if emb_NxE is None else held.emb_space.human_NxF))
-    return Decoded(texts, feats_NxF, metrics, verdicts, emb_NxE)
+    return Decoded(texts, feats_NxF, metrics, verdicts, emb_NxE), rows
 
 
 def _decoding_table(scored: Sequence[ScoredRun], dlabel: str, human_row: dict, held: HeldOut,
