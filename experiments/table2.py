@@ -58,7 +58,10 @@ CHOSEN = {
     # -0.60: γ 0.0001. DyFT lr {1.5e-6, 5e-6}: +47% / +70% (base's own perplexity is +45%),
     # none qualifies: the lowest-perplexity one, 1.5e-6.
     # DFT (both), clip 5, λ {0.0001, 0.0003}: +0.8% / +2.5%, closing 0.18 / 0.32: λ 0.0003
-    # (the statistics space, closing 0.51, stays the best space).
+    # (the statistics space, closing 0.51, stays the best space). DFT (embedding), clip 5,
+    # λ {0.0001, 0.0003}: +1.2% / +3.6%, closing 0.07 / 0.12: λ 0.0001 (λ 0.001 was stopped
+    # at step 20 once 0.0003 had failed). Its seeds 1-2 are not trained yet: lam_embedding=0.0001
+    # here adds the row.
     "wisdom": dict(lam=0.0003, clip=5.0, samples=16, lam_ebft=0.01, eta=0.9, gamma=0.0001,
                    lr_dyft=1.5e-6, lam_both=0.0003),
 }
