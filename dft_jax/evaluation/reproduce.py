@@ -228,6 +228,7 @@ class Evaluator:
                               max_pieces=s.ppl_pieces)
       by_decoding = {dlabel: self.sample_and_score(model, decoding)
                      for dlabel, decoding in s.decodings}
+      score_cache.save(workdir, cache_key, ppl, by_decoding)
     else:
       ppl, by_decoding = cached
     name = os.path.basename(os.path.normpath(workdir))
@@ -238,11 +239,7 @@ class Evaluator:
                f"diversity {m['diversity']:.3f} | sent. len. var {m['sent_len_var']:.1f} | "
                f"sinkhorn {m['feature_sinkhorn']:.2f} | judge {m['judge_accuracy']:.2f}"
                + (" | reused" if cached else ""))
-    scored = ScoredRun(row, workdir, seed, ppl, {d: dec for d, (dec, _) in by_decoding.items()})
-    if cached is None:
-      score_cache.save(workdir, cache_key, scored,
-                       {d: rows for d, (_, rows) in by_decoding.items()})
-    return scored
+    return ScoredRun(row, workdir, seed, ppl, {d: dec for d, (dec, _) in by_decoding.items()})
 
   def sample_and_score(self, model, decoding: dict) -> tuple[Decoded, list[dict]]:
     """The model's continuations of the held-out prompts at `decoding`, their metrics,

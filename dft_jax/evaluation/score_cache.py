@@ -18,7 +18,7 @@ import pickle
 
 import numpy as np
 
-from dft_jax.evaluation.scored import HeldOut, ScoredRun
+from dft_jax.evaluation.scored import HeldOut
 
 VERSION = 1
 
@@ -72,13 +72,13 @@ def load(workdir: str, cache_key: str | None) -> tuple[dict, dict] | None:
     return pickle.load(f)
 
 
-def save(workdir: str, cache_key: str | None, scored: ScoredRun, rows: dict) -> None:
-  """Stores a run's scores and each decoding's sample rows (written atomically)."""
+def save(workdir: str, cache_key: str | None, perplexity: dict, by_decoding: dict) -> None:
+  """Stores what `load` returns: the perplexity and {decoding label: (Decoded, sample rows)}
+  (written atomically)."""
   if cache_key is None:
     return
   path = _path(workdir, cache_key)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "wb") as f:
-    pickle.dump((scored.perplexity, {d: (dec, rows[d]) for d, dec in scored.decodings.items()}),
-                f)
+    pickle.dump((perplexity, by_decoding), f)
   os.replace(path + ".tmp", path)
