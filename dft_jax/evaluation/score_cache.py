@@ -19,19 +19,21 @@ import pickle
 import numpy as np
 
 from dft_jax.evaluation.scored import HeldOut
+from dft_jax.train import checkpoint
 
 VERSION = 1
 
 
 def _checkpoint_id(workdir: str) -> dict:
-  """The newest checkpoint's step and write time: a retrained run gets another key."""
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if os.path.isdir(
-      ckpt_dir) else []
-  if not steps:
+  """The newest checkpoint's step and write time ({} without one): a retrained run gets
+  another key."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     return {}
-  return {"step": steps[-1],
-          "mtime_ns": os.stat(os.path.join(ckpt_dir, str(steps[-1]))).st_mtime_ns}
+  step = checkpoint.manager(workdir, create=False).latest_step()
+  if step is None:
+    return {}
+  return {"step": step,
+          "mtime_ns": os.stat(os.path.join(workdir, "checkpoints", str(step))).st_mtime_ns}
 
 
 def _digest(texts_or_array) -> str:
