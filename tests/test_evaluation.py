@@ -151,7 +151,7 @@ def test_reproduce_table_on_two_finished_runs(runs):
   assert [s.splitlines()[0] for s in sections] == ["deployed: T=0.7, top-p=0.9", "T=1"]
   for k, section in enumerate(sections):
     rows = [line.split(" | ")[0][2:] for line in section.splitlines()
-            if line.startswith("| ") and " | seeds | " not in line and "DFT − SFT" not in line]
+            if line.startswith("| ") and " | seeds | " not in line and "row − SFT" not in line]
     table_rows = rows[:rows.index("human") + 1]
     assert table_rows == ["SFT", "DFT (score-function)", "human"]
     assert ("SFT (reported)" in rows) == (k == 0)  # the article's figures once

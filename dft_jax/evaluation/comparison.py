@@ -210,13 +210,13 @@ def head_to_head_markdown(h2h: Sequence[dict], decoding_label: str, reps: int) -
 
 def markdown(comp: dict, decoding_label: str, prompts: int, documents: int, reps: int) -> str:
   names = dict((c[0], c[1]) for c in tables.COLUMNS)
-  names["perplexity_ratio"] = "PPL ratio DFT/SFT − 1"
+  names["perplexity_ratio"] = "PPL ratio row/SFT − 1"
   lines = [f"**{comp['row']} − SFT, {decoding_label}**: paired bootstrap over {prompts} "
            f"prompts clustered in {documents} documents (documents drawn, then prompts within "
            f"them; {reps} replicates, 95% intervals; seeds averaged within a replicate: "
-           f"{comp['seeds']}). Gap closed = (SFT − DFT) / (SFT − human); for the feature "
+           f"{comp['seeds']}). Gap closed = (SFT − row) / (SFT − human); for the feature "
            "divergence 'human' is the split-half floor.", "",
-           "| metric | DFT − SFT | 95% CI | gap closed | 95% CI |", "|---|---|---|---|---|"]
+           "| metric | row − SFT | 95% CI | gap closed | 95% CI |", "|---|---|---|---|---|"]
   for key, d in comp["deltas"].items():
     g = comp["gap_closed"].get(key)
     gap = ("– | –" if not g else "SFT ≈ human (gap not resolved) | –" if not g["defined"]
