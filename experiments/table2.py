@@ -45,8 +45,16 @@ CHOSEN = {
     # Re-split 26 / 40 / 40 (2026-12-06). λ grid {0.0001, 0.0003, 0.001} at 16 samples per step
     # (the second knob as narrative chose it), clip 0: +0.3% / +1.1% / +1.7% perplexity, closing
     # 0.11 / 0.28 / 0.46 of the feature gap; all qualify, 0.001 (the grid's top) closes most.
-    # The other rows are not tuned on this domain yet.
-    "encyclopedia": dict(lam=0.001, clip=0.0, samples=16),
+    # The other rows (session 10, clip 0, 16 samples): MixCE η {0.5, 0.9}: +0.4% / -0.0%,
+    # closing -0.17 / -0.21: η 0.5. TaiLr γ {0.0001, 0.001}: +0.8% / +3.9%, closing 0.01 /
+    # -0.21: γ 0.0001. DyFT lr {1.5e-6, 5e-6}: +12.5% / +13.9%, none qualifies: 1.5e-6.
+    # EBFT-style λ {0.01, 0.03, 0.1} (0.1 the upward widening): +0.1% / +0.4% / +2.2%, closing
+    # -0.24 / -0.01 / -0.01: λ 0.03. DFT (embedding) λ {0.0001, 0.0003}: +0.1% / +0.4%,
+    # closing -0.21 / 0.06: λ 0.0003. DFT (both) λ {0.0001, 0.0003}: +0.2% / +0.6%, closing
+    # 0.04 / 0.18: λ 0.0003. Stats, embedding and both chose their grid's top with room under
+    # +3%: the upward widening (stats 0.003, embedding 0.001, both 0.001) is not yet scored.
+    "encyclopedia": dict(lam=0.001, clip=0.0, samples=16, eta=0.5, gamma=0.0001,
+                         lr_dyft=1.5e-6, lam_ebft=0.03, lam_embedding=0.0003, lam_both=0.0003),
     # The KJV's poetry and wisdom books (2026-12-06), 16 samples per step (narrative's second
     # knob, not re-tuned). λ {0.0001, 0.0003, 0.001} x clip {0, 5}: unclipped, +4.1% / +5.3% /
     # +18% perplexity, none qualifies (a few degenerate samples far out in the standardized
