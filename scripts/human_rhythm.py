@@ -9,6 +9,8 @@ Each continuation length takes the largest prompt count of --prompts that the sp
 non-overlapping cuts allow (two sets of it).
 """
 
+import sys
+
 from absl import app, flags
 import numpy as np
 
@@ -32,7 +34,9 @@ def spread(corpus: str, tok, split: str, length: int, counts: list[int]) -> str:
       prompts, human_ids, doc_ids = samples.held_out(
           corpus, tok, num_prompts=2 * n, prompt_len=FLAGS.prompt_len,
           continuation_len=length, split=split)
-    except ValueError:  # fewer cuts than asked: try the next count
+    except ValueError as e:  # fewer cuts than asked: try the next count; any other error stands
+      if "non-overlapping cuts" not in str(e):
+        raise
       continue
     texts = [r["text"] for r in samples.records(tok, prompts, human_ids)]
     per_text = text_metrics.PerText(texts[:n])
@@ -51,7 +55,10 @@ def main(argv):
   counts = [int(n) for n in FLAGS.prompts.split(":")]
   print(f"human sentence-length variance of {FLAGS.corpus}, {FLAGS.prompt_len}-token prompts")
   for length in (int(x) for x in FLAGS.lengths.split(":")):
-    cells = [spread(FLAGS.corpus, tok, s, length, counts) for s in FLAGS.splits.split(":")]
+    try:
+      cells = [spread(FLAGS.corpus, tok, s, length, counts) for s in FLAGS.splits.split(":")]
+    except ValueError as e:  # an unknown corpus or split: one line
+      sys.exit(f"human_rhythm: {e}")
     print(f"{length} new tokens | " + " | ".join(cells), flush=True)
 
 
