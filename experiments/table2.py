@@ -53,7 +53,8 @@ CHOSEN = {
     # closing -0.21 / 0.06: λ 0.0003. DFT (both) λ {0.0001, 0.0003}: +0.2% / +0.6%, closing
     # 0.04 / 0.18: λ 0.0003. Stats, embedding and both chose their grid's top with room under
     # +3%, so each grid widens upward: stats λ 0.003 gave +3.9% (closing 0.71; fails), so
-    # 0.001 stands; embedding and both λ 0.001 are not yet scored.
+    # 0.001 stands; embedding λ 0.001 gave +1.1%, closing -0.10, so 0.0003 stands; both
+    # λ 0.001 is not yet scored.
     "encyclopedia": dict(lam=0.001, clip=0.0, samples=16, eta=0.5, gamma=0.0001,
                          lr_dyft=1.5e-6, lam_ebft=0.03, lam_embedding=0.0003, lam_both=0.0003),
     # The KJV's poetry and wisdom books (2026-12-06), 16 samples per step (narrative's second
