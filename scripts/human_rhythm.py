@@ -34,9 +34,7 @@ def spread(corpus: str, tok, split: str, length: int, counts: list[int]) -> str:
       prompts, human_ids, doc_ids = samples.held_out(
           corpus, tok, num_prompts=2 * n, prompt_len=FLAGS.prompt_len,
           continuation_len=length, split=split)
-    except ValueError as e:  # fewer cuts than asked: try the next count; any other error stands
-      if "non-overlapping cuts" not in str(e):
-        raise
+    except samples.TooFewCuts:  # try the next, smaller count
       continue
     texts = [r["text"] for r in samples.records(tok, prompts, human_ids)]
     per_text = text_metrics.PerText(texts[:n])

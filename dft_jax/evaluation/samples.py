@@ -22,6 +22,10 @@ from dft_jax.data.tokenizer import Tokenizer
 from dft_jax.train import checkpoint
 
 
+class TooFewCuts(ValueError):
+  """A split has fewer non-overlapping cuts than the prompts asked for."""
+
+
 def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len: int,
              continuation_len: int, split: str = "validation", max_cuts_per_doc: int = 64,
              data_dir: str | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -31,7 +35,7 @@ def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len:
   j * (prompt_len + continuation_len), so cuts never overlap, and only full cuts are kept.
   Cuts are taken round-robin over documents (first cuts of every document, then second
   cuts, ...), so a short request spreads over as many documents as it can. Fewer than
-  `num_prompts` available cuts is an error naming how many there are."""
+  `num_prompts` available cuts is a TooFewCuts naming how many there are."""
   docs = sources.documents(corpus, split, data_dir)
   texts = [d.decode("utf-8", "replace") if isinstance(d, bytes) else d
            for d in (docs[i] for i in range(len(docs)))]
@@ -43,7 +47,7 @@ def held_out(corpus: str, tokenizer: Tokenizer, *, num_prompts: int, prompt_len:
             for d, doc in enumerate(cuts_of) if j < len(doc)][:num_prompts]
   cuts = [c for _, c in placed]
   if len(cuts) < num_prompts:
-    raise ValueError(f"{corpus} ({split}) gives {len(cuts)} non-overlapping cuts of "
+    raise TooFewCuts(f"{corpus} ({split}) gives {len(cuts)} non-overlapping cuts of "
                      f"{prompt_len} + {continuation_len} tokens, fewer than the {num_prompts} "
                      "prompts asked for; ask for fewer prompts or shorter cuts")
   prompts = np.asarray([c[:prompt_len] for c in cuts], np.int32)

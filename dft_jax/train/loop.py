@@ -145,7 +145,7 @@ def measured_peak_flops(n: int = 1024, repeats: int = 5) -> float:
   """FLOP/s of a large f32 matmul on all local devices: the denominator of MFU.
 
   The fastest of `repeats` timed calls, so a measurement taken while another process shares
-  the cores does not read low (which once gave MFU above 100% once the cores were free).
+  the cores reads less low (a low peak once gave MFU above 100% after the cores freed up).
   """
   x = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
