@@ -55,6 +55,7 @@ CHOSEN = {
     # +3%, so each grid widens upward: stats λ 0.003 gave +3.9% (closing 0.71; fails), so
     # 0.001 stands; embedding λ 0.001 gave +1.1%, closing -0.10, so 0.0003 stands; both
     # λ 0.001 gave +1.7%, closing 0.30; λ 0.003 +3.6%, closing 0.75, fails: λ 0.001.
+    # Stats λ 0.003 with clip 5 gave +3.5%, closing 0.64: fails too, clip 0 stands.
     "encyclopedia": dict(lam=0.001, clip=0.0, samples=16, eta=0.5, gamma=0.0001,
                          lr_dyft=1.5e-6, lam_ebft=0.03, lam_embedding=0.0003, lam_both=0.001),
     # The KJV's poetry and wisdom books (2026-12-06), 16 samples per step (narrative's second
