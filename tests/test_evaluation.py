@@ -18,6 +18,7 @@ from dft_jax.evaluation import (comparison, intervals, report, reproduce, sample
 from dft_jax.evaluation.scored import ScoredRun
 from dft_jax.models import Decoder, ModelConfig
 
+import dft_setup
 import train_utils
 
 WORDS = train_utils.WORDS
@@ -56,6 +57,20 @@ def test_read_texts_accepts_jsonl_and_plain_text_and_names_bad_lines(tmp_path):
     samples.read_texts(str(bad))
   with pytest.raises(ValueError, match="no such file"):
     samples.read_texts(str(tmp_path / "missing.jsonl"))
+
+
+def test_held_out_cuts_round_robin_and_raises_too_few_cuts(monkeypatch):
+  tok = dft_setup.tokenizer()
+  docs = [" ".join(f"w{i}" for i in range(10)), "w20 w21 w22 w23"]  # 2 and 1 cuts of 2 + 2
+  monkeypatch.setattr(samples.sources, "documents", lambda corpus, split, data_dir: docs)
+  prompts, continuations, doc_ids = samples.held_out(
+      "two_docs", tok, num_prompts=3, prompt_len=2, continuation_len=2)
+  ids_a, ids_b = tok.encode_batch(docs)
+  assert doc_ids.tolist() == [0, 1, 0]  # first cuts of every document before second cuts
+  assert prompts.tolist() == [ids_a[0:2], ids_b[0:2], ids_a[4:6]]
+  assert [c.tolist() for c in continuations] == [ids_a[2:4], ids_b[2:4], ids_a[6:8]]
+  with pytest.raises(samples.TooFewCuts, match="gives 3 non-overlapping cuts .* fewer than the 4"):
+    samples.held_out("two_docs", tok, num_prompts=4, prompt_len=2, continuation_len=2)
 
 
 def test_perplexity_equals_a_direct_computation():
